@@ -1,0 +1,47 @@
+# Ronin — every command a developer or CI needs. Only Go is required.
+GO       ?= go
+TIMEOUT  ?= 20m
+CHAOS_DURATION ?= 10m
+CHAOS_OUT ?= out/chaos
+
+.PHONY: all test unit vet fmt demo example fenced bench chaos chaos-ci clean
+
+all: vet test
+
+## test: vet, then every test with the race detector (what CI runs).
+test: vet
+	$(GO) test -race -count=1 -timeout $(TIMEOUT) ./...
+
+## unit: the fast tests only (no cluster tests).
+unit:
+	$(GO) test -count=1 -short ./...
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## demo: the main job — a local 3-node cluster, 16 shards, a node killed and restarted.
+demo:
+	$(GO) run ./examples/shards-demo
+
+## example: the spec's minimal election example (Ctrl-C to stop).
+example:
+	$(GO) run ./examples/minimal
+
+## fenced: fenced downstream writes refusing a stale owner.
+fenced:
+	$(GO) run ./examples/fenced
+
+## bench: benchmark programs; print tables with the machine.
+bench:
+	$(GO) run ./integration/bench
+
+## chaos: multi-process fault suite in network namespaces (root, Linux).
+chaos:
+	$(GO) run ./integration/chaos -duration $(CHAOS_DURATION) -out $(CHAOS_OUT)
+
+clean:
+	rm -rf out bin

@@ -1,0 +1,255 @@
+package balancer
+
+import (
+	"cmp"
+	"encoding/binary"
+	"math/bits"
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Score is the rendezvous (HRW) weight of member for shard: the xxhash64 of
+// the member's bytes, one 0x00 separator byte, and the shard id as 8
+// little-endian bytes (two's complement for negative ids).
+func Score(member string, shard int) uint64 {
+	var h hasher
+	h.reset(member)
+	return h.score(shard)
+}
+
+// hasher computes Score for one member and many shards without allocating
+// per call: buf holds member, 0x00 and room for the 8 shard bytes.
+type hasher struct {
+	buf []byte
+	n   int // offset of the shard bytes in buf
+}
+
+func (h *hasher) reset(member string) {
+	h.buf = append(h.buf[:0], member...)
+	h.buf = append(h.buf, 0)
+	h.n = len(h.buf)
+	h.buf = append(h.buf, 0, 0, 0, 0, 0, 0, 0, 0)
+}
+
+func (h *hasher) score(shard int) uint64 {
+	binary.LittleEndian.PutUint64(h.buf[h.n:], uint64(shard))
+	return xxhash.Sum64(h.buf)
+}
+
+// distinct returns the distinct non-empty names in members, sorted. The input
+// is not modified.
+func distinct(members []string) []string {
+	out := make([]string, 0, len(members))
+	for _, m := range members {
+		if m != "" {
+			out = append(out, m)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Rank returns the distinct members ordered by descending Score for shard,
+// ties broken by ascending member name. Empty names are dropped (the empty
+// string means "no owner"). The result does not depend on the order of
+// members, and members is not modified.
+func Rank(shard int, members []string) []string {
+	ms := distinct(members)
+	scores := make(map[string]uint64, len(ms))
+	var h hasher
+	for _, m := range ms {
+		h.reset(m)
+		scores[m] = h.score(shard)
+	}
+	slices.SortStableFunc(ms, func(a, b string) int {
+		// ms is sorted by name, so a stable sort keeps ties in name order.
+		return cmp.Compare(scores[b], scores[a])
+	})
+	return ms
+}
+
+// pair is one (shard, member) candidate of the capped rendezvous walk.
+type pair struct {
+	key    uint64 // ^Score, so ascending key is descending score
+	shard  int32
+	member int32 // index into the sorted distinct member list
+}
+
+// Plan returns the target owner of every shard 0..shards-1: plan[i] is the
+// member that should own shard i. members is treated as a set: duplicates and
+// empty names are ignored and its order does not matter; it is not modified.
+//
+// Every member is the target of floor(shards/N) or ceil(shards/N) shards,
+// where N is the number of distinct members (S1). Plans for member sets that
+// differ by one member differ in close to the minimum number of shards (S2;
+// see the package documentation for the measured ratios).
+//
+// With no members Plan returns shards empty strings; with shards <= 0 it
+// returns nil. It costs O(S*N) time and about 40*S*N bytes of scratch memory
+// (3 MB for 10,000 shards and 8 members): compute it when the member set
+// changes, not per event.
+func Plan(shards int, members []string) []string {
+	if shards <= 0 {
+		return nil
+	}
+	plan := make([]string, shards)
+	ms := distinct(members)
+	n := len(ms)
+	switch n {
+	case 0:
+		return plan
+	case 1:
+		for i := range plan {
+			plan[i] = ms[0]
+		}
+		return plan
+	}
+
+	hs := make([]hasher, n)
+	for j, m := range ms {
+		hs[j].reset(m)
+	}
+	// int32 shard ids suffice: more than 1<<31 shards would not fit in
+	// memory as pairs anyway.
+	pairs := make([]pair, 0, shards*n)
+	for s := range shards {
+		for j := range hs {
+			pairs = append(pairs, pair{key: ^hs[j].score(s), shard: int32(s), member: int32(j)})
+		}
+	}
+
+	base, extra := shards/n, shards%n
+	counts := make([]int, n)
+	left := shards
+	walk(pairs, func(p pair) bool {
+		if plan[p.shard] != "" {
+			return true
+		}
+		switch c := counts[p.member]; {
+		case c < base:
+		case c == base && extra > 0:
+			extra-- // this member takes one of the shards%N extra slots
+		default:
+			return true // member is full
+		}
+		plan[p.shard] = ms[p.member]
+		counts[p.member]++
+		left--
+		return left > 0
+	})
+	return plan
+}
+
+// walk calls visit for the pairs in ascending (key, shard, member) order,
+// that is by descending score with ties by shard then member, until visit
+// returns false.
+//
+// Keys are hash outputs, so they are spread uniformly: one counting pass
+// scatters the pairs into about len(pairs)/2 buckets by their top bits, and
+// each bucket (a couple of pairs on average) is sorted only when the walk
+// reaches it. That is O(len(pairs)) expected, and buckets after the last
+// assignment are never sorted.
+func walk(pairs []pair, visit func(pair) bool) {
+	if len(pairs) == 0 {
+		return
+	}
+	b := max(bits.Len(uint(len(pairs)))-1, 1)
+	shift := 64 - b
+	start := make([]int32, 1<<b+1)
+	for i := range pairs {
+		start[pairs[i].key>>shift+1]++
+	}
+	for i := 1; i < len(start); i++ {
+		start[i] += start[i-1]
+	}
+	sorted := make([]pair, len(pairs))
+	next := slices.Clone(start[:len(start)-1])
+	for _, p := range pairs {
+		d := p.key >> shift
+		sorted[next[d]] = p
+		next[d]++
+	}
+	for i := range len(start) - 1 {
+		bucket := sorted[start[i]:start[i+1]]
+		if len(bucket) > 1 {
+			slices.SortFunc(bucket, comparePairs)
+		}
+		for _, p := range bucket {
+			if !visit(p) {
+				return
+			}
+		}
+	}
+}
+
+func comparePairs(a, b pair) int {
+	if c := cmp.Compare(a.key, b.key); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.shard, b.shard); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.member, b.member)
+}
+
+// Moves counts the shards whose target differs between two plans. Plans are
+// expected to have equal length; if they do not, every shard present in only
+// one of them counts as moved.
+func Moves(before, after []string) int {
+	n := min(len(before), len(after))
+	moved := max(len(before), len(after)) - n
+	for i := range n {
+		if before[i] != after[i] {
+			moved++
+		}
+	}
+	return moved
+}
+
+// Releases picks which of self's shards to hand over now: the shards i with
+// owners[i] == self whose target plan[i] is another member (non-empty and not
+// self), in ascending shard order, at most limit of them (limit <= 0 means no
+// limit). owners[i] is the current owner of shard i ("" for none). A shard
+// whose target is "" (no members) is kept. Shards beyond the shorter of owners
+// and plan are ignored. It returns nil when there is nothing to release.
+func Releases(self string, owners, plan []string, limit int) []int {
+	var out []int
+	for i := range min(len(owners), len(plan)) {
+		if owners[i] != self || plan[i] == "" || plan[i] == self {
+			continue
+		}
+		out = append(out, i)
+		if len(out) == limit {
+			break
+		}
+	}
+	return out
+}
+
+// IdealMoves is the least number of shards that must move when the member
+// count goes from before to after by one member joining (after == before+1)
+// or one leaving (after == before-1), with shards shards in both balanced
+// plans:
+//
+//   - join: floor(shards/after), the fewest shards the newcomer can own, and
+//     every one of them moves to it;
+//   - leave: floor(shards/before), the fewest shards the leaver can have
+//     owned, and every one of them moves away (the leaver's actual count,
+//     floor or ceil, is the exact minimum for a given plan).
+//
+// It returns 0 when shards <= 0, either count is negative, or the counts do
+// not differ by exactly one. A join to one member or a leave of the last one
+// gives shards.
+func IdealMoves(shards, before, after int) int {
+	if shards <= 0 || before < 0 || after < 0 {
+		return 0
+	}
+	switch after - before {
+	case 1:
+		return shards / after
+	case -1:
+		return shards / before
+	}
+	return 0
+}

@@ -1,0 +1,242 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+)
+
+// CandidateConfig configures a candidate for one key of one bucket.
+type CandidateConfig struct {
+	// CandidateID names this candidate in the record and in callbacks;
+	// required. Unique per key among the candidates of one node.
+	CandidateID string
+	// BucketName is the election bucket; required. Letters, digits, '_', '-'.
+	BucketName string
+	// KeyName is the key to lead; required. Letters, digits and '-/_=.';
+	// the prefix "_ronin." is reserved.
+	KeyName string
+	// TTL is how long a silent leader keeps the key before others may take
+	// it over; required, at least MinTTL. Typical: 5s to 15s. All users of a
+	// bucket must agree on it.
+	TTL time.Duration
+	// RenewDeadline: a leader that could not renew steps down this long after
+	// it sent its last acknowledged renew. Default TTL*2/3; at most 0.9*TTL.
+	RenewDeadline time.Duration
+	// RetryPeriod is the renew interval. Default TTL/6; at most
+	// RenewDeadline/2.
+	RetryPeriod time.Duration
+	// Replicas of the bucket's stream. 0 means 1 for a single node and 3
+	// for a cluster. All users of a bucket must agree on it.
+	Replicas int
+	// OnElected runs when this candidate becomes leader.
+	OnElected func()
+	// OnSteppingDown runs when this candidate stops leading, for any reason:
+	// resign, lost renew, deadline passed, key taken over.
+	OnSteppingDown func()
+	// OnLeaderChange runs whenever the observed leader of the key changes,
+	// with the leader's CandidateID (this candidate's own included), or ""
+	// when the key has no leader. The leader seen at start is reported.
+	OnLeaderChange func(id string)
+	// MeterProvider for the candidate's metrics; nil means the global one.
+	MeterProvider metric.MeterProvider
+	// Logger; nil means the Manager's.
+	Logger *slog.Logger
+}
+
+// bucketSpec is the bucket part of the config.
+func (c CandidateConfig) bucketSpec() BucketSpec {
+	return BucketSpec{
+		Name:     c.BucketName,
+		Timing:   Timing{TTL: c.TTL, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod},
+		Replicas: c.Replicas,
+	}
+}
+
+func (c CandidateConfig) validate() error {
+	if c.CandidateID == "" {
+		return fmt.Errorf("%w: CandidateID %q: required", ErrInvalidConfig, c.CandidateID)
+	}
+	return ValidateKeyName("KeyName", c.KeyName)
+}
+
+// Candidate campaigns for one key. Callbacks run synchronously on the
+// goroutine that called Run, one at a time and in order, without locks
+// held: a slow callback delays the candidate's reaction to the store but
+// cannot deadlock it, and IsLeader stays exact meanwhile because it reads
+// the clock. A callback must not wait for Run to return.
+type Candidate struct {
+	cfg     CandidateConfig
+	bucket  *Bucket
+	log     *slog.Logger
+	metrics *candidateMetrics
+
+	running atomic.Bool
+	lease   atomic.Pointer[Lease]
+	changes atomic.Int64
+	mu      sync.Mutex // serialises Run
+}
+
+// NewCandidate registers the bucket's settings (creating the bucket if
+// needed) and returns a candidate. Bad input fails with ErrInvalidConfig; a
+// bucket used with other settings fails with ErrBucketMismatch.
+func (r *Registry) NewCandidate(ctx context.Context, cfg CandidateConfig) (*Candidate, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	b, err := r.Bucket(ctx, cfg.bucketSpec())
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = b.log
+	}
+	c := &Candidate{cfg: cfg, bucket: b, log: log.With("key", cfg.KeyName, "candidate", cfg.CandidateID)}
+	m, err := newCandidateMetrics(c)
+	if err != nil {
+		return nil, err
+	}
+	c.metrics = m
+	return c, nil
+}
+
+// ID is the candidate's CandidateID.
+func (c *Candidate) ID() string { return c.cfg.CandidateID }
+
+// IsLeader reports whether this candidate leads now. It reads the clock on
+// every call: it turns false the instant the lease deadline passes, even if
+// no goroutine of the process has run since (a paused process never acts on
+// stale leadership).
+func (c *Candidate) IsLeader() bool {
+	l := c.lease.Load()
+	return l != nil && l.Valid()
+}
+
+// LeaderRev is the fencing token of the current term, 0 when not leading.
+// It is constant during a term and greater for every new term of the key.
+func (c *Candidate) LeaderRev() uint64 {
+	if l := c.lease.Load(); l != nil && l.Valid() {
+		return l.Rev()
+	}
+	return 0
+}
+
+// Run campaigns for the key until ctx ends or the Manager shuts down, then
+// resigns: if leading it releases the key at once, so that the next
+// candidate takes over in milliseconds, and OnSteppingDown has run before Run
+// returns. It returns nil when ctx ends, ErrClosed when the Manager shuts
+// down, and ErrAlreadyRunning if the candidate is already running.
+func (c *Candidate) Run(ctx context.Context) error {
+	if !c.mu.TryLock() {
+		return ErrAlreadyRunning
+	}
+	defer c.mu.Unlock()
+	exit, err := c.bucket.reg.enter()
+	if err != nil {
+		return err
+	}
+	defer exit()
+	leave := c.bucket.Join()
+	defer leave()
+	sub := c.bucket.Subscribe(c.cfg.KeyName)
+	defer c.bucket.Unsubscribe(sub)
+	stopMetrics := c.metrics.start()
+	defer stopMetrics()
+	c.running.Store(true)
+	defer c.running.Store(false)
+
+	var observed string
+	known := false
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	for {
+		if l := c.lease.Load(); l != nil && !l.Valid() {
+			c.stepDown()
+		}
+		h, synced := c.bucket.Holder(c.cfg.KeyName)
+		if synced && (!known || h.Candidate != observed) {
+			if h.Candidate != "" || known {
+				c.leaderChanged(h.Candidate)
+			}
+			observed, known = h.Candidate, true
+		}
+		var leaseDone <-chan struct{}
+		if l := c.lease.Load(); l != nil {
+			leaseDone = l.Done()
+		} else if synced && h.Candidate == "" {
+			c.campaign(ctx, retry)
+		}
+		select {
+		case <-ctx.Done():
+			c.resign()
+			return nil
+		case <-c.bucket.reg.closing:
+			c.resign()
+			return ErrClosed
+		case <-sub.C:
+		case <-leaseDone:
+		case <-retry.C:
+		}
+	}
+}
+
+// campaign makes one attempt to take the key; after a failure other than a
+// lost race it arms retry for a later attempt.
+func (c *Candidate) campaign(ctx context.Context, retry *time.Timer) {
+	l, err := c.bucket.TryAcquire(ctx, c.cfg.KeyName, c.cfg.CandidateID)
+	switch {
+	case err == nil:
+		c.lease.Store(l)
+		c.log.Info("ronin: elected", "rev", l.Rev())
+		if c.cfg.OnElected != nil {
+			c.cfg.OnElected()
+		}
+	case errors.Is(err, ErrHeld), errors.Is(err, ErrLostRace):
+		// The watcher will show the winner.
+	default:
+		c.log.Debug("ronin: campaign failed", "err", err)
+		retry.Reset(c.bucket.spec.RetryPeriod)
+	}
+}
+
+// stepDown forgets the current lease and tells the user.
+func (c *Candidate) stepDown() {
+	l := c.lease.Swap(nil)
+	if l == nil {
+		return
+	}
+	c.log.Info("ronin: stepped down", "rev", l.Rev())
+	if c.cfg.OnSteppingDown != nil {
+		c.cfg.OnSteppingDown()
+	}
+}
+
+// resign releases the key if leading.
+func (c *Candidate) resign() {
+	l := c.lease.Load()
+	if l == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.bucket.spec.requestTimeout())
+	defer cancel()
+	if err := c.bucket.Release(ctx, l); err != nil {
+		c.log.Warn("ronin: release failed; the key frees when this node's session ends", "err", err)
+	}
+	c.stepDown()
+}
+
+func (c *Candidate) leaderChanged(id string) {
+	if id != "" {
+		c.changes.Add(1)
+	}
+	if c.cfg.OnLeaderChange != nil {
+		c.cfg.OnLeaderChange(id)
+	}
+}

@@ -1,0 +1,171 @@
+package election
+
+import "time"
+
+// instant is one reading of both clocks: monotonic time since the clock's
+// anchor, and the wall clock. Keeping both explicit lets tests build
+// readings where the two disagree, as after a suspend or an NTP step.
+type instant struct {
+	mono time.Duration
+	wall time.Time
+}
+
+// clock reads instants. The zero anchor is replaced on first use.
+type clock struct{ anchor time.Time }
+
+func newClock() clock { return clock{anchor: time.Now()} }
+
+func (c clock) now() instant {
+	t := time.Now()
+	return instant{mono: t.Sub(c.anchor), wall: t.Round(0)}
+}
+
+// add moves both clocks by d.
+func (i instant) add(d time.Duration) instant {
+	return instant{mono: i.mono + d, wall: i.wall.Add(d)}
+}
+
+// deadline is a holder's lease deadline on both of its clocks. It is valid
+// while the monotonic clock and the wall clock are both before it: the
+// monotonic reading is immune to wall-clock steps, the wall reading catches a
+// suspended machine, whose monotonic clock stood still while others' ran.
+type deadline instant
+
+// newDeadline is the deadline of a renew sent at sent: sent + renewDeadline.
+func newDeadline(sent instant, renewDeadline time.Duration) deadline {
+	return deadline(sent.add(renewDeadline))
+}
+
+// valid reports whether now is before the deadline on both clocks.
+func (d deadline) valid(now instant) bool {
+	return now.mono < d.mono && now.wall.Before(d.wall)
+}
+
+// remaining is the time left by the monotonic clock; zero once invalid.
+func (d deadline) remaining(now instant) time.Duration {
+	if !d.valid(now) {
+		return 0
+	}
+	return d.mono - now.mono
+}
+
+// clocksAgree reports whether the wall clock and the monotonic clock advanced
+// by the same amount (within margin) between two readings. A machine that was
+// suspended shows more wall time than monotonic time.
+func clocksAgree(earlier, now instant, margin time.Duration) bool {
+	diff := now.wall.Sub(earlier.wall) - (now.mono - earlier.mono)
+	return diff <= margin && diff >= -margin
+}
+
+// observer implements observer-clock expiry (client-go's rule): a session
+// whose revision has not changed for ttl, by the observer's own monotonic
+// clock, may be killed by a CAS delete at exactly that revision. It has no
+// I/O and no goroutines; callers pass the monotonic time.
+type observer struct {
+	ttl       time.Duration
+	stallGap  time.Duration
+	sessions  map[string]observation
+	lastEvent time.Duration
+	started   bool
+}
+
+// observation is the last revision of a session and when it was first seen.
+type observation struct {
+	rev  uint64
+	seen time.Duration // monotonic
+}
+
+// expiredSession names a session that may be killed at rev.
+type expiredSession struct {
+	id  string
+	rev uint64
+}
+
+func newObserver(ttl, stallGap time.Duration) *observer {
+	return &observer{ttl: ttl, stallGap: stallGap, sessions: map[string]observation{}}
+}
+
+// event records that the store delivered something at now. After a silence
+// longer than stallGap every countdown is extended by the silence: the
+// store (or this node's watcher) was stalled, so holders could not renew,
+// or their renewals could not be seen. Always safe: it only delays takeover.
+func (o *observer) event(now time.Duration) {
+	if gap := now - o.lastEvent; o.started && gap > o.stallGap {
+		for id, s := range o.sessions {
+			s.seen += gap
+			o.sessions[id] = s
+		}
+	}
+	o.lastEvent, o.started = now, true
+}
+
+// silent reports whether nothing was delivered for longer than stallGap:
+// observations are stale, so nothing may be expired. Every live session
+// renews each RetryPeriod, so a working store is never silent that long.
+func (o *observer) silent(now time.Duration) bool {
+	return o.started && now-o.lastEvent > o.stallGap
+}
+
+// postpone moves session id's expiry to at, after a failed expiry attempt.
+func (o *observer) postpone(id string, at time.Duration) {
+	if s, ok := o.sessions[id]; ok {
+		s.seen = at - o.ttl
+		o.sessions[id] = s
+	}
+}
+
+// restart makes every session count from now again. Always safe: it can only
+// delay a takeover.
+func (o *observer) restart(now time.Duration) {
+	for id, s := range o.sessions {
+		s.seen = now
+		o.sessions[id] = s
+	}
+	o.lastEvent, o.started = now, true
+}
+
+// seen records revision rev of session id at now. The countdown restarts
+// only when the revision changes.
+func (o *observer) seen(id string, rev uint64, now time.Duration) {
+	if s, ok := o.sessions[id]; ok && s.rev == rev {
+		return
+	}
+	o.sessions[id] = observation{rev: rev, seen: now}
+}
+
+// gone forgets a deleted session.
+func (o *observer) gone(id string) { delete(o.sessions, id) }
+
+// expired lists the sessions, other than skip, unchanged for ttl at now;
+// none while the store is silent.
+func (o *observer) expired(now time.Duration, skip string) []expiredSession {
+	if o.silent(now) {
+		return nil
+	}
+	var out []expiredSession
+	for id, s := range o.sessions {
+		if id != skip && now-s.seen >= o.ttl {
+			out = append(out, expiredSession{id: id, rev: s.rev})
+		}
+	}
+	return out
+}
+
+// nextExpiry is the earliest time at which some session other than skip
+// expires, and whether there is one; none while the store is silent.
+func (o *observer) nextExpiry(now time.Duration, skip string) (time.Duration, bool) {
+	if o.silent(now) {
+		return 0, false
+	}
+	var next time.Duration
+	found := false
+	for id, s := range o.sessions {
+		if id == skip {
+			continue
+		}
+		if at := s.seen + o.ttl; !found || at < next {
+			next, found = at, true
+		}
+	}
+	return next, found
+}

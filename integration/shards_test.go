@@ -1,0 +1,335 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nonchan7720/ronin"
+)
+
+// shardLog records every handler run of a group test and checks, at each
+// start, that no other handler of the shard still has a live ctx (E1 for
+// handlers) and that tokens grow.
+type shardLog struct {
+	mu         sync.Mutex
+	live       map[int][]*handlerCall // shard -> calls whose ctx is live
+	calls      []*handlerCall
+	lastToken  map[int]uint64
+	violations []string
+}
+
+type handlerCall struct {
+	shard       int
+	node        string
+	rev         uint64
+	ctx         context.Context
+	start, end  time.Time
+	returned    bool
+	cancelledAt time.Time
+}
+
+func newShardLog() *shardLog {
+	return &shardLog{live: map[int][]*handlerCall{}, lastToken: map[int]uint64{}}
+}
+
+// handler returns a ShardHandler for node that records into the log and
+// runs until its ctx ends.
+func (l *shardLog) handler(node string) ronin.ShardHandler {
+	return func(ctx context.Context, id int, rev uint64) error {
+		c := &handlerCall{shard: id, node: node, rev: rev, ctx: ctx, start: time.Now()}
+		l.mu.Lock()
+		for _, other := range l.live[id] {
+			if other.ctx.Err() == nil {
+				l.violations = append(l.violations, fmt.Sprintf("shard %d: %s (rev %d) started while %s (rev %d) still runs", id, node, rev, other.node, other.rev))
+			}
+		}
+		if rev < l.lastToken[id] || (rev == l.lastToken[id] && !l.restartOf(id, node, rev)) {
+			l.violations = append(l.violations, fmt.Sprintf("shard %d: token %d after %d", id, rev, l.lastToken[id]))
+		}
+		l.lastToken[id] = rev
+		l.live[id] = append(l.live[id], c)
+		l.calls = append(l.calls, c)
+		l.mu.Unlock()
+		<-ctx.Done()
+		l.mu.Lock()
+		c.end, c.returned = time.Now(), true
+		calls := l.live[id]
+		for i, x := range calls {
+			if x == c {
+				l.live[id] = append(calls[:i], calls[i+1:]...)
+				break
+			}
+		}
+		l.mu.Unlock()
+		return nil
+	}
+}
+
+// restartOf reports whether a call with this token on this node was seen
+// (a handler restart keeps its token).
+func (l *shardLog) restartOf(id int, node string, rev uint64) bool {
+	for _, c := range l.calls {
+		if c.shard == id && c.node == node && c.rev == rev {
+			return true
+		}
+	}
+	return false
+}
+
+// running returns, per shard, the nodes whose handler runs now.
+func (l *shardLog) running() map[int][]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[int][]string{}
+	for id, calls := range l.live {
+		for _, c := range calls {
+			out[id] = append(out[id], c.node)
+		}
+	}
+	return out
+}
+
+func (l *shardLog) check(t *testing.T) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	require.Empty(t, l.violations)
+}
+
+// gaps returns, for every handover in the log after since, the time from
+// the old handler's return to the next handler's start on the shard.
+func (l *shardLog) gaps(since time.Time) []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []time.Duration
+	last := map[int]*handlerCall{}
+	for _, c := range l.calls {
+		if prev := last[c.shard]; prev != nil && prev.returned && c.start.After(since) && prev.node != c.node {
+			out = append(out, c.start.Sub(prev.end))
+		}
+		last[c.shard] = c
+	}
+	return out
+}
+
+// member is one node's group under test.
+type member struct {
+	group  *ronin.ShardGroup
+	node   string
+	cancel context.CancelFunc
+	exited chan struct{}
+	err    error
+}
+
+func startGroup(t *testing.T, m *ronin.Manager, cfg ronin.ShardConfig, log *shardLog) *member {
+	t.Helper()
+	cfg.Handler = log.handler(m.NodeID())
+	g, err := m.RegisterShards(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	mb := &member{group: g, node: m.NodeID(), cancel: cancel, exited: make(chan struct{})}
+	go func() { mb.err = g.Run(ctx); close(mb.exited) }()
+	t.Cleanup(mb.stop)
+	return mb
+}
+
+func (mb *member) stop() {
+	mb.cancel()
+	<-mb.exited
+}
+
+// settled waits until every shard has exactly one running handler, on the
+// expected nodes, spread floor/ceil over them (S1).
+func settled(t *testing.T, log *shardLog, shards int, nodes []string, timeout time.Duration) map[int]string {
+	t.Helper()
+	var owners map[int]string
+	Eventually(t, timeout, func() bool {
+		owners = map[int]string{}
+		counts := map[string]int{}
+		for id, on := range log.running() {
+			if len(on) != 1 {
+				return false
+			}
+			owners[id] = on[0]
+			counts[on[0]]++
+		}
+		if len(owners) != shards {
+			return false
+		}
+		lo, hi := shards/len(nodes), (shards+len(nodes)-1)/len(nodes)
+		for _, n := range nodes {
+			if counts[n] < lo || counts[n] > hi {
+				return false
+			}
+		}
+		return len(counts) == len(nodes)
+	}, "%d shards spread over %v: running %v", shards, nodes, log.running())
+	return owners
+}
+
+func movedCount(before, after map[int]string) int {
+	n := 0
+	for id, node := range after {
+		if before[id] != node {
+			n++
+		}
+	}
+	return n
+}
+
+func shardConfig(bucket string, shards int, ttl time.Duration) ronin.ShardConfig {
+	return ronin.ShardConfig{BucketName: bucket, Shards: shards, TTL: ttl}
+}
+
+// TestShardsLifecycle runs a 3-node cluster through join, graceful leave
+// and crash, checking spread, movement, one handler per shard and tokens.
+func TestShardsLifecycle(t *testing.T) {
+	const shards = 32
+	c := NewCluster(t, 3)
+	log := newShardLog()
+	cfg := shardConfig("lifecycle", shards, time.Second)
+	groups := []*member{startGroup(t, c.Manager(0), cfg, log), startGroup(t, c.Manager(1), cfg, log)}
+	before := settled(t, log, shards, []string{"n1", "n2"}, 10*time.Second)
+
+	// Join: about S/N shards move to the newcomer, the rest stay.
+	groups = append(groups, startGroup(t, c.Manager(2), cfg, log))
+	afterJoin := settled(t, log, shards, []string{"n1", "n2", "n3"}, 10*time.Second)
+	moves := movedCount(before, afterJoin)
+	t.Logf("join moved %d shards (ideal %d)", moves, shards/3)
+	assert.LessOrEqual(t, moves, shards/3+6)
+
+	// Graceful leave: the leaver's shards move with millisecond gaps.
+	leaveAt := time.Now()
+	groups[0].stop()
+	require.NoError(t, groups[0].err)
+	afterLeave := settled(t, log, shards, []string{"n2", "n3"}, 10*time.Second)
+	moves = movedCount(afterJoin, afterLeave)
+	t.Logf("leave moved %d shards (ideal %d)", moves, countOn(afterJoin, "n1"))
+	assert.LessOrEqual(t, moves, countOn(afterJoin, "n1")+6)
+	for _, g := range log.gaps(leaveAt) {
+		assert.Less(t, g, 500*time.Millisecond, "drain gap")
+	}
+
+	// Crash of a member: its shards move after the TTL.
+	c.Kill(2)
+	settled(t, log, shards, []string{"n2"}, 10*time.Second)
+	log.check(t)
+}
+
+func countOn(owners map[int]string, node string) int {
+	n := 0
+	for _, o := range owners {
+		if o == node {
+			n++
+		}
+	}
+	return n
+}
+
+// TestShardsStreamLeaderCrash kills the node that leads the group's
+// stream: the shards of the surviving nodes keep running, the victim's move.
+func TestShardsStreamLeaderCrash(t *testing.T) {
+	const shards = 16
+	c := NewCluster(t, 3)
+	log := newShardLog()
+	cfg := shardConfig("streamcrash", shards, 2*time.Second)
+	for i := range 3 {
+		startGroup(t, c.Manager(i), cfg, log)
+	}
+	settled(t, log, shards, []string{"n1", "n2", "n3"}, 10*time.Second)
+	victim := c.StreamLeader("streamcrash")
+	require.GreaterOrEqual(t, victim, 0)
+	c.Kill(victim)
+	var rest []string
+	for i := range 3 {
+		if i != victim {
+			rest = append(rest, fmt.Sprintf("n%d", i+1))
+		}
+	}
+	settled(t, log, shards, rest, 15*time.Second)
+	log.check(t)
+}
+
+// TestShardHandlerFaults: a handler that panics or fails is restarted with
+// the same token while the node owns the shard; the node stays up.
+func TestShardHandlerFaults(t *testing.T) {
+	c := NewCluster(t, 1)
+	var mu sync.Mutex
+	calls := map[int][]uint64{}
+	cfg := shardConfig("faults", 2, time.Second)
+	cfg.Handler = func(ctx context.Context, id int, rev uint64) error {
+		mu.Lock()
+		calls[id] = append(calls[id], rev)
+		n := len(calls[id])
+		mu.Unlock()
+		if n < 3 {
+			if id == 0 {
+				panic("boom")
+			}
+			return errors.New("failed")
+		}
+		<-ctx.Done()
+		return nil
+	}
+	g, err := c.Manager(0).RegisterShards(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	Eventually(t, 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(calls[0]) >= 3 && len(calls[1]) >= 3
+	}, "handlers restarted")
+	mu.Lock()
+	for id, revs := range calls {
+		for _, r := range revs {
+			assert.Equal(t, revs[0], r, "shard %d keeps its token across restarts", id)
+		}
+	}
+	mu.Unlock()
+	require.Len(t, g.Owned(), 2)
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// TestShardConfigErrors: bad input and disagreeing settings are refused.
+func TestShardConfigErrors(t *testing.T) {
+	c := NewCluster(t, 3)
+	h := func(context.Context, int, uint64) error { return nil }
+	tests := []struct {
+		name string
+		cfg  ronin.ShardConfig
+		want string
+	}{
+		{"no shards", ronin.ShardConfig{BucketName: "s", Handler: h}, "Shards 0"},
+		{"too many shards", ronin.ShardConfig{BucketName: "s", Shards: 1 << 20, Handler: h}, "Shards 1048576"},
+		{"no handler", ronin.ShardConfig{BucketName: "s", Shards: 4}, "Handler"},
+		{"bad bucket", ronin.ShardConfig{BucketName: "a b", Shards: 4, Handler: h}, `BucketName "a b"`},
+		{"tiny ttl", ronin.ShardConfig{BucketName: "s", Shards: 4, TTL: time.Millisecond, Handler: h}, "TTL 1ms"},
+		{"negative moves", ronin.ShardConfig{BucketName: "s", Shards: 4, MaxMoves: -1, Handler: h}, "MaxMoves -1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.Manager(0).RegisterShards(tt.cfg)
+			require.ErrorIs(t, err, ronin.ErrInvalidConfig)
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+	_, err := c.Manager(0).RegisterShards(ronin.ShardConfig{BucketName: "agree", Shards: 8, Handler: h})
+	require.NoError(t, err)
+	_, err = c.Manager(1).RegisterShards(ronin.ShardConfig{BucketName: "agree", Shards: 16, Handler: h})
+	require.ErrorIs(t, err, ronin.ErrBucketMismatch)
+	require.ErrorContains(t, err, "shards 8")
+	_, err = c.Manager(0).RegisterShards(ronin.ShardConfig{BucketName: "agree", Shards: 8, Handler: h})
+	require.ErrorIs(t, err, ronin.ErrBucketMismatch, "second group for one bucket on one node")
+	_, err = c.Manager(1).NewCandidate(candidateConfig("x", "agree", "k", 5*time.Second))
+	require.ErrorIs(t, err, ronin.ErrBucketMismatch, "plain candidate on a shard bucket")
+}

@@ -1,0 +1,381 @@
+package manager
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Defaults applied by [New] to zero-valued [Config] fields.
+const (
+	// DefaultHost is the listen host of the embedded server: loopback only.
+	DefaultHost = "127.0.0.1"
+	// DefaultClientPort is the NATS client port of the embedded server.
+	DefaultClientPort = 4222
+	// DefaultClusterPort is the route port of the embedded server.
+	DefaultClusterPort = 6222
+	// DefaultClusterName is the NATS cluster name used when Peers is set.
+	DefaultClusterName = "ronin"
+)
+
+// RandomPort asks the embedded server to listen on a free port chosen by
+// the operating system (ClientPort, ClusterPort).
+const RandomPort = -1
+
+// Config configures a [Manager]. The zero value of every field except NodeID
+// means "use the default".
+//
+// When URL is set the Manager embeds no server, and the embedded-only fields
+// Host, ClientPort, ClusterPort, Peers, ClusterName, DataDir, ServerOptions
+// and DisableSyncAlways are ignored (neither defaulted nor validated).
+type Config struct {
+	// NodeID identifies this node; required. It is also the NATS server name
+	// and the client connection name, so it must be unique in the cluster.
+	// Letters, digits, '-', '_' and '.' only. Example: "node-1".
+	NodeID string
+
+	// Host is the listen host for the client and cluster ports. Default
+	// DefaultHost ("127.0.0.1"): nothing outside this machine can connect.
+	// Set a routable address for a real cluster. An IP address or host name,
+	// without brackets or port. The client and route ports have no TLS or
+	// authentication unless ServerOptions configures them.
+	Host string
+
+	// ClientPort is the NATS client port. Default DefaultClientPort (4222);
+	// RandomPort (-1) lets the OS pick a free port (see [Manager.ClientURL]).
+	ClientPort int
+
+	// ClusterPort is the route port, used only when Peers is set. Default
+	// DefaultClusterPort (6222); RandomPort (-1) lets the OS pick one, which
+	// only works if no other node has to dial this one.
+	ClusterPort int
+
+	// DataDir is the JetStream store directory. Default
+	// filepath.Join(os.TempDir(), "ronin", NodeID), which suits tests only:
+	// fencing tokens survive a restart only if DataDir does, so set a
+	// persistent directory in production.
+	DataDir string
+
+	// Peers is a comma-separated list of route URLs, e.g.
+	// "nats://10.0.0.1:6222,nats://10.0.0.2:6222,nats://10.0.0.3:6222".
+	// Schemes nats, nats-route or tls; host and port are required. The list
+	// may include this node itself (its Host:ClusterPort). Empty means a
+	// single-node server without routes.
+	Peers string
+
+	// ClusterName is the NATS cluster name, used when Peers is set. Default
+	// DefaultClusterName ("ronin"). All nodes of a cluster must agree.
+	ClusterName string
+
+	// URL, if set, makes the Manager connect to this existing NATS
+	// deployment instead of embedding a server. Comma-separated URLs are
+	// allowed; schemes nats, tls, ws or wss. JetStream must be enabled there.
+	URL string
+
+	// NATSOptions are extra options for the shared connection (credentials,
+	// TLS, handlers, ...). They are applied after the Manager's own options
+	// and so override them.
+	NATSOptions []nats.Option
+
+	// ServerOptions, if set, is called last on the embedded server's options,
+	// e.g. to configure TLS or authentication for the client and route
+	// listeners. What it changes is not validated by the Manager.
+	ServerOptions func(*server.Options)
+
+	// DisableSyncAlways turns off JetStream's SyncAlways (fsync on every
+	// write). Default false: SyncAlways on. Turning it off makes writes
+	// several times faster but a correlated power loss can then lose
+	// acknowledged writes and so reissue fencing tokens.
+	DisableSyncAlways bool
+
+	// Logger receives the Manager's and the embedded server's logs.
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with defaults applied to zero-valued fields.
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.URL != "" {
+		return c
+	}
+	if c.Host == "" {
+		c.Host = DefaultHost
+	}
+	if c.ClientPort == 0 {
+		c.ClientPort = DefaultClientPort
+	}
+	if c.ClusterPort == 0 {
+		c.ClusterPort = DefaultClusterPort
+	}
+	if c.ClusterName == "" {
+		c.ClusterName = DefaultClusterName
+	}
+	if c.DataDir == "" && c.NodeID != "" {
+		c.DataDir = filepath.Join(os.TempDir(), "ronin", c.NodeID)
+	}
+	return c
+}
+
+// Validate reports every invalid field of c, after defaults are applied to
+// zero-valued fields. Each error wraps [ErrInvalidConfig] and names the field
+// and its value; several are joined with [errors.Join]. Passwords in URLs are
+// redacted from messages.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	bad := func(field string, value any, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s %s: %s",
+			ErrInvalidConfig, field, quote(value), fmt.Sprintf(format, args...)))
+	}
+
+	switch {
+	case c.NodeID == "":
+		bad("NodeID", c.NodeID, "required")
+	case !validName(c.NodeID):
+		bad("NodeID", c.NodeID, "only letters, digits, '-', '_' and '.' are allowed")
+	}
+
+	if c.URL != "" {
+		if err := checkURLList(c.URL, urlSchemes, false); err != nil {
+			bad("URL", redactList(c.URL), "%v", err)
+		}
+		return errors.Join(errs...)
+	}
+
+	if err := checkHost(c.Host); err != nil {
+		bad("Host", c.Host, "%v", err)
+	}
+	if !validPort(c.ClientPort) {
+		bad("ClientPort", c.ClientPort, "must be 1..65535, or %d for a random port (0 means %d)",
+			RandomPort, DefaultClientPort)
+	}
+	if !validPort(c.ClusterPort) {
+		bad("ClusterPort", c.ClusterPort, "must be 1..65535, or %d for a random port (0 means %d)",
+			RandomPort, DefaultClusterPort)
+	}
+	if c.ClientPort == c.ClusterPort && c.ClientPort != RandomPort && c.Peers != "" {
+		bad("ClusterPort", c.ClusterPort, "must differ from ClientPort %d", c.ClientPort)
+	}
+	if !validName(c.ClusterName) {
+		bad("ClusterName", c.ClusterName, "only letters, digits, '-', '_' and '.' are allowed")
+	}
+	if strings.TrimSpace(c.DataDir) != c.DataDir {
+		bad("DataDir", c.DataDir, "must not start or end with white space")
+	}
+	if c.Peers != "" {
+		if err := checkURLList(c.Peers, peerSchemes, true); err != nil {
+			bad("Peers", redactList(c.Peers), "%v", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var (
+	peerSchemes = []string{"nats", "nats-route", "tls"}
+	urlSchemes  = []string{"nats", "tls", "ws", "wss"}
+)
+
+func quote(v any) string {
+	if s, ok := v.(string); ok {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprint(v)
+}
+
+// validName reports whether s is a non-empty name made of letters, digits,
+// '-', '_' and '.'.
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9',
+			r == '-', r == '_', r == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func validPort(p int) bool { return p == RandomPort || (p >= 1 && p <= 65535) }
+
+// checkHost accepts an IP address or a DNS host name.
+func checkHost(h string) error {
+	if net.ParseIP(h) != nil {
+		return nil
+	}
+	if strings.HasPrefix(h, "[") {
+		return errors.New("write an IPv6 address without brackets")
+	}
+	if len(h) > 253 {
+		return errors.New("host name longer than 253 characters")
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+			return errors.New("not an IP address or host name")
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return errors.New("not an IP address or host name")
+			}
+		}
+	}
+	return nil
+}
+
+// checkURLList checks every entry of a comma-separated URL list. Errors
+// name the entry when the list has more than one.
+func checkURLList(list string, schemes []string, needPort bool) error {
+	entries := strings.Split(list, ",")
+	var errs []error
+	for i, e := range entries {
+		_, err := checkURL(e, schemes, needPort)
+		switch {
+		case err == nil:
+		case len(entries) == 1:
+			errs = append(errs, err)
+		default:
+			errs = append(errs, fmt.Errorf("entry %d %q: %w", i+1, redact(strings.TrimSpace(e)), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkURL parses one list entry (surrounding spaces ignored) and checks its
+// scheme, host and port.
+func checkURL(entry string, schemes []string, needPort bool) (*url.URL, error) {
+	entry = strings.TrimSpace(entry)
+	if entry == "" {
+		return nil, errors.New("empty entry")
+	}
+	u, err := url.Parse(entry)
+	if err != nil {
+		return nil, errors.New("not a URL")
+	}
+	ok := false
+	for _, s := range schemes {
+		if u.Scheme == s {
+			ok = true
+		}
+	}
+	if !ok {
+		return nil, fmt.Errorf("scheme must be one of %s", strings.Join(schemes, ", "))
+	}
+	if u.Hostname() == "" {
+		return nil, errors.New("missing host")
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, errors.New("unexpected path, query or fragment")
+	}
+	port := u.Port()
+	if port == "" {
+		if needPort {
+			return nil, errors.New("missing port")
+		}
+		return u, nil
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return nil, errors.New("port must be 1..65535")
+	}
+	return u, nil
+}
+
+// redact hides a password in a URL entry for use in messages.
+func redact(entry string) string {
+	if u, err := url.Parse(entry); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return entry
+}
+
+func redactList(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		parts[i] = redact(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
+}
+
+// peerSet returns the distinct host:port pairs named by Peers.
+// Config must be valid.
+func peerSet(peers string) map[string]struct{} {
+	set := make(map[string]struct{})
+	if peers == "" {
+		return set
+	}
+	for _, p := range strings.Split(peers, ",") {
+		u, err := checkURL(p, peerSchemes, true)
+		if err != nil {
+			continue
+		}
+		set[net.JoinHostPort(strings.ToLower(u.Hostname()), u.Port())] = struct{}{}
+	}
+	return set
+}
+
+// clusterSize counts the servers named by Peers plus this node, which is
+// counted once whether or not Peers lists it. A peer is this node if its port
+// is ClusterPort and its host is Host, or Host is an unspecified address
+// (0.0.0.0, ::) and the peer's host is a loopback or local interface address.
+// Host names are compared as written, not resolved.
+func clusterSize(c Config) int {
+	if c.Peers == "" {
+		return 1
+	}
+	set := peerSet(c.Peers)
+	n := len(set) + 1
+	if c.ClusterPort == RandomPort {
+		return n
+	}
+	port := strconv.Itoa(c.ClusterPort)
+	for hp := range set {
+		h, p, _ := net.SplitHostPort(hp)
+		if p == port && isSelfHost(c.Host, h) {
+			return n - 1
+		}
+	}
+	return n
+}
+
+func isSelfHost(self, h string) bool {
+	if strings.EqualFold(self, h) {
+		return true
+	}
+	sip, hip := net.ParseIP(self), net.ParseIP(h)
+	if sip != nil && hip != nil && sip.Equal(hip) {
+		return true
+	}
+	if sip == nil || !sip.IsUnspecified() {
+		return false
+	}
+	if strings.EqualFold(h, "localhost") || hip != nil && hip.IsLoopback() {
+		return true
+	}
+	if hip == nil {
+		return false
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.Equal(hip) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,176 @@
+package manager
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestValidateRejectsBadFields(t *testing.T) {
+	base := Config{NodeID: "n1"}
+	tests := []struct {
+		name  string
+		edit  func(*Config)
+		field string
+		value string
+	}{
+		{"NodeID empty", func(c *Config) { c.NodeID = "" }, "NodeID", `""`},
+		{"NodeID space", func(c *Config) { c.NodeID = "node 1" }, "NodeID", `"node 1"`},
+		{"NodeID slash", func(c *Config) { c.NodeID = "a/b" }, "NodeID", `"a/b"`},
+		{"Host url", func(c *Config) { c.Host = "nats://x" }, "Host", `"nats://x"`},
+		{"Host brackets", func(c *Config) { c.Host = "[::1]" }, "Host", `"[::1]"`},
+		{"Host space", func(c *Config) { c.Host = "my host" }, "Host", `"my host"`},
+		{"ClientPort high", func(c *Config) { c.ClientPort = 70000 }, "ClientPort", "70000"},
+		{"ClientPort negative", func(c *Config) { c.ClientPort = -2 }, "ClientPort", "-2"},
+		{"ClusterPort high", func(c *Config) { c.ClusterPort = 65536 }, "ClusterPort", "65536"},
+		{"ClusterPort equals ClientPort", func(c *Config) {
+			c.ClientPort, c.ClusterPort, c.Peers = 5000, 5000, "nats://127.0.0.1:5000"
+		}, "ClusterPort", "5000"},
+		{"ClusterName space", func(c *Config) { c.ClusterName = "my cluster" }, "ClusterName", `"my cluster"`},
+		{"DataDir spaces", func(c *Config) { c.DataDir = " /tmp/x" }, "DataDir", `" /tmp/x"`},
+		{"Peers no scheme", func(c *Config) { c.Peers = "nats//x" }, "Peers", `"nats//x"`},
+		{"Peers bad scheme", func(c *Config) { c.Peers = "http://h:6222" }, "Peers", `"http://h:6222"`},
+		{"Peers no port", func(c *Config) { c.Peers = "nats://h" }, "Peers", `"nats://h"`},
+		{"Peers port zero", func(c *Config) { c.Peers = "nats://h:0" }, "Peers", `"nats://h:0"`},
+		{"Peers port high", func(c *Config) { c.Peers = "nats://h:99999" }, "Peers", `"nats://h:99999"`},
+		{"Peers port text", func(c *Config) { c.Peers = "nats://h:abc" }, "Peers", `"nats://h:abc"`},
+		{"Peers no host", func(c *Config) { c.Peers = "nats://:6222" }, "Peers", `"nats://:6222"`},
+		{"Peers path", func(c *Config) { c.Peers = "nats://h:6222/x" }, "Peers", `"nats://h:6222/x"`},
+		{"Peers empty entry", func(c *Config) { c.Peers = "nats://a:6222,,nats://b:6222" }, "Peers", `"nats://a:6222,,nats://b:6222": entry 2 "": empty entry`},
+		{"Peers trailing comma", func(c *Config) { c.Peers = "nats://a:6222," }, "Peers", `entry 2 "": empty entry`},
+		{"Peers second bad", func(c *Config) { c.Peers = "nats://a:6222, nats://b" }, "Peers", `entry 2 "nats://b": missing port`},
+		{"URL bad scheme", func(c *Config) { c.URL = "http://h:4222" }, "URL", `"http://h:4222"`},
+		{"URL empty entry", func(c *Config) { c.URL = "nats://a:4222,,nats://b:4222" }, "URL", `entry 2 "": empty entry`},
+		{"URL port", func(c *Config) { c.URL = "nats://h:0" }, "URL", `"nats://h:0"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base
+			tt.edit(&c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatal("Validate() = nil, want error")
+			}
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("error %q does not wrap ErrInvalidConfig", err)
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "ronin: invalid config: ") {
+				t.Errorf("error %q lacks the prefix", msg)
+			}
+			if !strings.Contains(msg, tt.field) || !strings.Contains(msg, tt.value) {
+				t.Errorf("error %q does not name field %s and value %s", msg, tt.field, tt.value)
+			}
+			if _, nerr := New(c); !errors.Is(nerr, ErrInvalidConfig) {
+				t.Errorf("New() error = %v, want ErrInvalidConfig", nerr)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryField(t *testing.T) {
+	err := Config{NodeID: "a b", ClientPort: -5, Peers: "x"}.Validate()
+	for _, want := range []string{"NodeID", "ClientPort", "Peers"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %s", err, want)
+		}
+	}
+}
+
+func TestValidateRedactsPasswords(t *testing.T) {
+	for _, c := range []Config{
+		{NodeID: "n", Peers: "nats://u:s3cret@h"},
+		{NodeID: "n", URL: "http://u:s3cret@h:4222"},
+	} {
+		err := c.Validate()
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("Validate() = %v, want an error without the password", err)
+		}
+	}
+}
+
+func TestValidateAccepts(t *testing.T) {
+	for _, c := range []Config{
+		{NodeID: "n-1_a.b"},
+		{NodeID: "n", ClientPort: RandomPort, ClusterPort: RandomPort},
+		{NodeID: "n", ClientPort: 1, ClusterPort: 65535},
+		{NodeID: "n", Host: "::1"},
+		{NodeID: "n", Host: "0.0.0.0"},
+		{NodeID: "n", Host: "node-1.example.com"},
+		{NodeID: "n", Peers: " nats://a:6222 , nats-route://b:6222,tls://[::1]:6222"},
+		{NodeID: "n", Peers: "nats://u:p@a:6222"},
+		{NodeID: "n", URL: "nats://a:4222, tls://b, ws://c:80, wss://d"},
+		// Embedded-only fields are ignored in URL mode.
+		{NodeID: "n", URL: "nats://a:4222", ClientPort: 70000, Peers: "bad", Host: "a b"},
+	} {
+		if err := c.Validate(); err != nil {
+			t.Errorf("Validate(%+v) = %v, want nil", c, err)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	if DefaultHost != "127.0.0.1" || DefaultClientPort != 4222 || DefaultClusterPort != 6222 ||
+		DefaultClusterName != "ronin" || RandomPort != -1 {
+		t.Fatal("documented default constants changed")
+	}
+	c := Config{NodeID: "n1"}.withDefaults()
+	if c.Host != DefaultHost || c.ClientPort != DefaultClientPort || c.ClusterPort != DefaultClusterPort ||
+		c.ClusterName != DefaultClusterName || c.Logger != slog.Default() || c.DisableSyncAlways {
+		t.Errorf("withDefaults() = %+v", c)
+	}
+	if want := filepath.Join(os.TempDir(), "ronin", "n1"); c.DataDir != want {
+		t.Errorf("DataDir = %q, want %q", c.DataDir, want)
+	}
+	kept := Config{NodeID: "n1", Host: "::1", ClientPort: 1, ClusterPort: 2, ClusterName: "c", DataDir: "/d"}
+	if got := kept.withDefaults(); got.Host != "::1" || got.ClientPort != 1 || got.ClusterPort != 2 ||
+		got.ClusterName != "c" || got.DataDir != "/d" {
+		t.Errorf("withDefaults() overrode set fields: %+v", got)
+	}
+
+	m, err := New(Config{NodeID: "n1", ClientPort: RandomPort, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Shutdown()
+	if m.NodeID() != "n1" || m.ClusterSize() != 1 || m.DefaultReplicas() != 1 || m.Logger() == nil {
+		t.Errorf("NodeID %q ClusterSize %d DefaultReplicas %d", m.NodeID(), m.ClusterSize(), m.DefaultReplicas())
+	}
+	if m.Conn() != nil || m.JetStream() != nil || m.Server() != nil || m.ClientURL() != "" {
+		t.Error("accessors return values before Start")
+	}
+}
+
+func TestClusterSize(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want int
+	}{
+		{"no peers", Config{}, 1},
+		{"self listed", Config{ClusterPort: 6222, Peers: "nats://127.0.0.1:6222,nats://127.0.0.1:6223,nats://127.0.0.1:6224"}, 3},
+		{"self not listed", Config{ClusterPort: 6222, Peers: "nats://127.0.0.1:6223,nats://127.0.0.1:6224"}, 3},
+		{"duplicates", Config{ClusterPort: 6222, Peers: "nats://127.0.0.1:6223, nats-route://127.0.0.1:6223,tls://127.0.0.1:6224"}, 3},
+		{"one peer", Config{ClusterPort: 6222, Peers: "nats://10.0.0.2:6222"}, 2},
+		{"unspecified host, loopback self", Config{Host: "0.0.0.0", ClusterPort: 6222, Peers: "nats://127.0.0.1:6222,nats://10.9.9.9:6222"}, 2},
+		{"random cluster port", Config{ClusterPort: RandomPort, Peers: "nats://127.0.0.1:6223,nats://127.0.0.1:6224"}, 3},
+		{"five", Config{ClusterPort: 1, Peers: "nats://a:1,nats://b:1,nats://c:1,nats://d:1,nats://e:1"}, 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.cfg
+			c.NodeID = "n"
+			c = c.withDefaults()
+			if got := clusterSize(c); got != tt.want {
+				t.Errorf("clusterSize = %d, want %d", got, tt.want)
+			}
+			m := &Manager{cfg: c, clusterSize: clusterSize(c)}
+			if want := min(3, tt.want); m.DefaultReplicas() != want {
+				t.Errorf("DefaultReplicas = %d, want %d", m.DefaultReplicas(), want)
+			}
+		})
+	}
+}

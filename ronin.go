@@ -1,0 +1,194 @@
+package ronin
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/manager"
+	"github.com/nonchan7720/ronin/shard"
+	"github.com/nonchan7720/ronin/worker"
+)
+
+// ServerConfig configures the node: the embedded NATS server (or an
+// existing NATS cluster through URL) and its shared connection. See
+// manager.Config for every field and its default.
+type ServerConfig = manager.Config
+
+// CandidateConfig configures a candidate for one bucket/key. See
+// election.CandidateConfig for every field and its default.
+type CandidateConfig = election.CandidateConfig
+
+// Candidate campaigns for one key with Kubernetes-Lease semantics.
+type Candidate = election.Candidate
+
+// Errors callers may test with errors.Is.
+var (
+	// ErrInvalidConfig wraps every configuration error; the message names
+	// the field and the value.
+	ErrInvalidConfig = manager.ErrInvalidConfig
+	// ErrBucketMismatch means a bucket is used with other settings.
+	ErrBucketMismatch = election.ErrBucketMismatch
+	// ErrNotStarted means the Manager was not started.
+	ErrNotStarted = manager.ErrNotStarted
+	// ErrClosed means the Manager is shut down; Run returns it when the
+	// Manager shuts down under a running candidate or group.
+	ErrClosed = election.ErrClosed
+)
+
+// Timeouts of the Manager's own operations.
+const (
+	// RegisterTimeout bounds NewCandidate and RegisterShards, which open or
+	// create the bucket in the store.
+	RegisterTimeout = 30 * time.Second
+	// ShutdownTimeout bounds how long Shutdown waits for running candidates
+	// and shard groups to resign before it stops the server anyway.
+	ShutdownTimeout = 30 * time.Second
+)
+
+// Manager runs one node: the embedded NATS server with JetStream, the
+// shared connection, and the candidates and shard groups made from it.
+type Manager struct {
+	node *manager.Manager
+
+	mu     sync.Mutex
+	reg    *election.Registry
+	groups map[string]bool // buckets with a registered shard group
+}
+
+// NewManager validates cfg and returns a Manager; nothing starts before
+// Start. Bad input fails with an error wrapping ErrInvalidConfig.
+func NewManager(cfg ServerConfig) (*Manager, error) {
+	node, err := manager.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Manager{node: node, groups: map[string]bool{}}, nil
+}
+
+// Start starts the server and connection and returns once JetStream is
+// usable, retrying until ctx ends. Nodes of a new cluster must be started
+// concurrently: JetStream needs a quorum of them.
+func (m *Manager) Start(ctx context.Context) error {
+	if err := m.node.Start(ctx); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reg = election.NewRegistry(election.Host{
+		JetStream:       m.node.JetStream(),
+		NodeID:          m.node.NodeID(),
+		Logger:          m.node.Logger(),
+		DefaultReplicas: m.node.DefaultReplicas(),
+		ClusterSize:     m.node.ClusterSize(),
+	})
+	return nil
+}
+
+// Shutdown resigns every running candidate and drains every running shard
+// group (so their keys move to other nodes at once, not after a TTL), then
+// closes the connection and stops the server. It waits for all of it, at
+// most ShutdownTimeout for the resignations. It is idempotent.
+func (m *Manager) Shutdown() {
+	m.mu.Lock()
+	reg := m.reg
+	m.mu.Unlock()
+	if reg != nil && !reg.Close(ShutdownTimeout) {
+		m.node.Logger().Warn("ronin: candidates did not resign in time; shutting down anyway", "timeout", ShutdownTimeout)
+	}
+	m.node.Shutdown()
+}
+
+// NewCandidate returns a candidate for cfg's bucket/key. It registers the
+// bucket's settings at once (creating the bucket if needed), so a TTL or
+// Replicas clash with other users of the bucket, here or in the cluster,
+// is an error here (ErrBucketMismatch), not later from Run.
+func (m *Manager) NewCandidate(cfg CandidateConfig) (*Candidate, error) {
+	reg, err := m.registry()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := m.registerContext()
+	defer cancel()
+	return reg.NewCandidate(ctx, cfg)
+}
+
+// NodeID is this node's ID.
+func (m *Manager) NodeID() string { return m.node.NodeID() }
+
+// Server is the embedded NATS server, nil when connected to an existing
+// cluster through ServerConfig.URL.
+func (m *Manager) Server() *server.Server { return m.node.Server() }
+
+// Node is the underlying node: server, connection and JetStream context.
+func (m *Manager) Node() *manager.Manager { return m.node }
+
+func (m *Manager) registry() (*election.Registry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.reg == nil {
+		return nil, ErrNotStarted
+	}
+	return m.reg, nil
+}
+
+// registerContext bounds a registration by RegisterTimeout and by Shutdown.
+func (m *Manager) registerContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), RegisterTimeout)
+	go func() {
+		select {
+		case <-m.node.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// ShardHandler runs one shard while this node owns it; see shard.Handler.
+type ShardHandler = shard.Handler
+
+// ShardConfig configures a shard group; see worker.Config for every field
+// and its default.
+type ShardConfig = worker.Config
+
+// ShardGroup is this node's part of a shard group.
+type ShardGroup = worker.Group
+
+// ShardAssignment is one shard's owner in the cluster-wide view.
+type ShardAssignment = shard.Assignment
+
+// ShardFor returns the shard an application key belongs to among shards
+// (xxhash64 modulo shards), so producers know where a record belongs.
+func ShardFor(key string, shards int) int { return shard.ForString(key, shards) }
+
+// RegisterShards registers a shard group for cfg.BucketName, creating the
+// bucket if needed: Shards, TTL and Replicas must agree with every other
+// user of the bucket (ErrBucketMismatch), and one node runs at most one
+// group per bucket. Call Run on the result to take part.
+func (m *Manager) RegisterShards(cfg ShardConfig) (*ShardGroup, error) {
+	reg, err := m.registry()
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.groups[cfg.BucketName] {
+		return nil, fmt.Errorf("%w: a shard group for bucket %q is already registered on this node", ErrBucketMismatch, cfg.BucketName)
+	}
+	ctx, cancel := m.registerContext()
+	defer cancel()
+	if cfg.Logger == nil {
+		cfg.Logger = m.node.Logger()
+	}
+	g, err := worker.New(ctx, reg, cfg)
+	if err != nil {
+		return nil, err
+	}
+	m.groups[cfg.BucketName] = true
+	return g, nil
+}

@@ -1,0 +1,120 @@
+package worker
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/shard"
+)
+
+// Defaults of Config.
+const (
+	// DefaultTTL is the lease TTL when Config.TTL is 0.
+	DefaultTTL = 5 * time.Second
+	// MaxShards is the largest shard count accepted.
+	MaxShards = 1 << 16
+	// DefaultHandoffTimeout bounds how long a handoff waits for a handler
+	// to return after its ctx was cancelled.
+	DefaultHandoffTimeout = 10 * time.Second
+	// DefaultMaxMoves is how many shards a node hands over at once.
+	DefaultMaxMoves = 4
+	// DefaultDebounce is how long a new member must stay before shards are
+	// moved to it.
+	DefaultDebounce = 300 * time.Millisecond
+	// DefaultStagger separates the takeover attempts of successive
+	// rendezvous ranks for a shard whose target does not take it.
+	DefaultStagger = 100 * time.Millisecond
+)
+
+// Config configures a shard group: a bucket whose Shards shards are spread
+// over the nodes that run the group.
+type Config struct {
+	// BucketName is the group's election bucket; required. Letters,
+	// digits, '_' and '-'. It may not be shared with plain candidates.
+	BucketName string
+	// Shards is the fixed number of shards; required, 1..MaxShards. All
+	// nodes must agree; it is stored with the bucket and cannot change.
+	Shards int
+	// TTL of the leases; 0 means DefaultTTL (5s), at least election.MinTTL.
+	// A crashed owner's shards move after about TTL.
+	TTL time.Duration
+	// Replicas of the bucket's stream; 0 means 1 for a single node, 3 for
+	// a cluster.
+	Replicas int
+	// Handler runs each shard this node owns; required.
+	Handler shard.Handler
+	// HandoffTimeout bounds the wait for a handler to return once its ctx
+	// is cancelled before its shard is released anyway; 0 means
+	// DefaultHandoffTimeout (10s).
+	HandoffTimeout time.Duration
+	// MaxMoves is how many shards this node hands over at once when the
+	// plan moves them away; 0 means DefaultMaxMoves (4).
+	MaxMoves int
+	// Debounce is how long a joining member must be seen before shards are
+	// moved to it; 0 means DefaultDebounce (300ms). Leaving members are
+	// dropped at once.
+	Debounce time.Duration
+	// Stagger is the delay between rendezvous ranks when a free shard's
+	// target does not take it; 0 means DefaultStagger (100ms).
+	Stagger time.Duration
+	// MeterProvider for the group's metrics; nil means the global one.
+	MeterProvider metric.MeterProvider
+	// Logger; nil means the Manager's.
+	Logger *slog.Logger
+}
+
+// withDefaults fills zero fields.
+func (c Config) withDefaults() Config {
+	if c.TTL == 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.HandoffTimeout == 0 {
+		c.HandoffTimeout = DefaultHandoffTimeout
+	}
+	if c.MaxMoves == 0 {
+		c.MaxMoves = DefaultMaxMoves
+	}
+	if c.Debounce == 0 {
+		c.Debounce = DefaultDebounce
+	}
+	if c.Stagger == 0 {
+		c.Stagger = DefaultStagger
+	}
+	return c
+}
+
+// validate checks the fields that the bucket spec does not.
+func (c Config) validate() error {
+	switch {
+	case c.Shards < 1 || c.Shards > MaxShards:
+		return fmt.Errorf("%w: Shards %d: must be between 1 and %d", election.ErrInvalidConfig, c.Shards, MaxShards)
+	case c.Handler == nil:
+		return fmt.Errorf("%w: Handler nil: required", election.ErrInvalidConfig)
+	case c.HandoffTimeout < 0:
+		return fmt.Errorf("%w: HandoffTimeout %v: must not be negative", election.ErrInvalidConfig, c.HandoffTimeout)
+	case c.MaxMoves < 0:
+		return fmt.Errorf("%w: MaxMoves %d: must not be negative", election.ErrInvalidConfig, c.MaxMoves)
+	case c.Debounce < 0:
+		return fmt.Errorf("%w: Debounce %v: must not be negative", election.ErrInvalidConfig, c.Debounce)
+	case c.Stagger < 0:
+		return fmt.Errorf("%w: Stagger %v: must not be negative", election.ErrInvalidConfig, c.Stagger)
+	}
+	return nil
+}
+
+// labelShards stores the shard count in the bucket's metadata.
+const labelShards = "shards"
+
+// bucketSpec is the bucket part of the config.
+func (c Config) bucketSpec() election.BucketSpec {
+	return election.BucketSpec{
+		Name:     c.BucketName,
+		Timing:   election.Timing{TTL: c.TTL},
+		Replicas: c.Replicas,
+		Labels:   map[string]string{labelShards: fmt.Sprint(c.Shards)},
+	}
+}

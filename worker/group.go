@@ -1,0 +1,271 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/shard"
+)
+
+// Group runs this node's part of a shard group: it campaigns for the shards
+// the balancer's plan gives this node, runs the handler of each shard it
+// wins, and hands shards over when the plan moves them away.
+type Group struct {
+	cfg     Config
+	bucket  *election.Bucket
+	node    string
+	log     *slog.Logger
+	metrics *groupMetrics
+	keys    []string
+	runLock sync.Mutex
+
+	mu      sync.Mutex
+	running map[int]*handlerRun // shards whose lease this node holds
+	wake    chan struct{}       // handler exits, finished moves and acquisitions
+}
+
+// New registers the group's bucket (creating it if needed) and returns the
+// group. Bad input fails with election.ErrInvalidConfig, a bucket used with
+// other settings (Shards, TTL, Replicas) with election.ErrBucketMismatch.
+func New(ctx context.Context, reg *election.Registry, cfg Config) (*Group, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	b, err := reg.Bucket(ctx, cfg.bucketSpec())
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	g := &Group{
+		cfg:     cfg,
+		bucket:  b,
+		node:    b.NodeID(),
+		log:     log.With("bucket", cfg.BucketName, "node", b.NodeID()),
+		running: map[int]*handlerRun{},
+		wake:    make(chan struct{}, 1),
+	}
+	for id := range cfg.Shards {
+		g.keys = append(g.keys, shard.Key(id))
+	}
+	if g.metrics, err = newGroupMetrics(g); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Owned returns the shards this node leads now, with their tokens.
+func (g *Group) Owned() map[int]uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[int]uint64, len(g.running))
+	for id, r := range g.running {
+		if r.lease.Valid() {
+			out[id] = r.lease.Rev()
+		}
+	}
+	return out
+}
+
+// Assignment returns the cluster-wide view of the group as this node sees
+// it: every shard's owner, token and since when.
+func (g *Group) Assignment() []shard.Assignment {
+	holders := g.bucket.Holders()
+	out := make([]shard.Assignment, g.cfg.Shards)
+	for id, key := range g.keys {
+		h := holders[key]
+		out[id] = shard.Assignment{Shard: id, Node: h.Node, Token: h.Rev, Since: h.Since}
+	}
+	return out
+}
+
+// Members returns the nodes that run the group now and are not leaving.
+func (g *Group) Members() []string {
+	m, _ := g.bucket.Members()
+	return m
+}
+
+// Run takes part in the group until ctx ends or the Manager shuts down,
+// then drains: the node leaves the membership, and hands its shards over
+// one by one (handler ctx cancelled, handler returned, shard released, the
+// new owner starts) before Run returns. It returns nil when ctx ends and
+// election.ErrClosed when the Manager shuts down.
+func (g *Group) Run(ctx context.Context) error {
+	if !g.runLock.TryLock() {
+		return election.ErrAlreadyRunning
+	}
+	defer g.runLock.Unlock()
+	exit, err := g.bucket.Registry().Enter()
+	if err != nil {
+		return err
+	}
+	defer exit()
+	leave := g.bucket.Join()
+	defer leave()
+	g.bucket.SetLeaving(false)
+	sub := g.bucket.SubscribeAll()
+	defer g.bucket.Unsubscribe(sub)
+	stopMetrics := g.metrics.start()
+	defer stopMetrics()
+
+	p := newPlanner(g.cfg, g.node)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var work sync.WaitGroup
+	defer work.Wait()
+	for {
+		wait := g.step(ctx, p, &work)
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			g.drain(&work)
+			return nil
+		case <-g.bucket.Registry().Closing():
+			g.drain(&work)
+			return election.ErrClosed
+		case <-sub.C:
+		case <-g.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// step looks at the view once: adopts membership, then acquires free
+// shards planned here (or orphaned long enough) and hands over held shards
+// planned elsewhere. It returns how long to wait before looking again if
+// nothing happens.
+func (g *Group) step(ctx context.Context, p *planner, work *sync.WaitGroup) time.Duration {
+	members, synced := g.bucket.Members()
+	if !synced {
+		return time.Second
+	}
+	now := time.Now()
+	wait := p.observe(members, now)
+	holders := g.bucket.Holders()
+	acquire, handoff, retry := p.decide(g.keys, holders, g.snapshot(), now)
+	wait = min(wait, retry)
+	for _, id := range p.ownerless(now, g.bucket.Spec().TTL) {
+		g.log.Warn("ronin: shard has had no owner for longer than the TTL", "shard", id, "ttl", g.bucket.Spec().TTL)
+	}
+	for _, id := range acquire {
+		g.mu.Lock()
+		g.running[id] = &handlerRun{shard: id, acquiring: true}
+		g.mu.Unlock()
+		work.Add(1)
+		go func() { defer work.Done(); g.acquire(ctx, id, holders[g.keys[id]]) }()
+	}
+	for _, id := range handoff {
+		g.mu.Lock()
+		r := g.running[id]
+		r.moving = true
+		g.mu.Unlock()
+		work.Add(1)
+		go func() { defer work.Done(); g.handOver(r); g.signal() }()
+	}
+	return wait
+}
+
+// snapshot returns what this node is doing with each shard it touches.
+func (g *Group) snapshot() map[int]runState {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[int]runState, len(g.running))
+	for id, r := range g.running {
+		switch {
+		case r.acquiring:
+			out[id] = stateAcquiring
+		case r.moving:
+			out[id] = stateMoving
+		default:
+			out[id] = stateOwned
+		}
+	}
+	return out
+}
+
+// acquire tries to take shard id and starts its handler on success.
+func (g *Group) acquire(ctx context.Context, id int, was election.Holder) {
+	defer g.signal()
+	l, err := g.bucket.TryAcquire(ctx, g.keys[id], g.node)
+	if err != nil {
+		g.mu.Lock()
+		delete(g.running, id)
+		g.mu.Unlock()
+		if !errors.Is(err, election.ErrHeld) && !errors.Is(err, election.ErrLostRace) {
+			g.log.Debug("ronin: shard acquire failed", "shard", id, "err", err)
+		}
+		return
+	}
+	g.log.Info("ronin: shard acquired", "shard", id, "rev", l.Rev())
+	if was.Released && !was.Since.IsZero() {
+		g.metrics.gap.Record(context.Background(), time.Since(was.Since).Seconds(), g.metrics.attrs)
+	}
+	r := g.start(ctx, id, l)
+	g.mu.Lock()
+	g.running[id] = r
+	g.mu.Unlock()
+}
+
+// handOver stops r's handler (bounded by HandoffTimeout), then releases
+// its shard so that the new target takes it at once.
+func (g *Group) handOver(r *handlerRun) {
+	r.stop(g.cfg.HandoffTimeout, g.log)
+	ctx, cancel := context.WithTimeout(context.Background(), g.bucket.Spec().TTL)
+	defer cancel()
+	if err := g.bucket.Release(ctx, r.lease); err != nil {
+		g.log.Warn("ronin: shard release failed; it frees when this node's session ends", "shard", r.shard, "err", err)
+	}
+	g.metrics.handoffs.Add(context.Background(), 1, g.metrics.attrs)
+	g.mu.Lock()
+	delete(g.running, r.shard)
+	g.mu.Unlock()
+	g.log.Info("ronin: shard handed over", "shard", r.shard, "rev", r.lease.Rev())
+}
+
+// drain leaves the membership, waits until the node's view shows it (so
+// other nodes plan without it), then hands every shard over, one by one.
+func (g *Group) drain(work *sync.WaitGroup) {
+	g.bucket.SetLeaving(true)
+	deadline := time.Now().Add(g.bucket.Spec().TTL)
+	for time.Now().Before(deadline) {
+		if members, _ := g.bucket.Members(); !slices.Contains(members, g.node) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	work.Wait() // acquisitions and moves in flight
+	g.mu.Lock()
+	var runs []*handlerRun
+	for _, r := range g.running {
+		runs = append(runs, r)
+	}
+	g.mu.Unlock()
+	slices.SortFunc(runs, func(a, b *handlerRun) int { return a.shard - b.shard })
+	for _, r := range runs {
+		g.handOver(r)
+	}
+}
+
+// reap forgets a shard whose lease ended without a handoff (lost).
+func (g *Group) reap(r *handlerRun) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if cur := g.running[r.shard]; cur == r && !r.moving {
+		delete(g.running, r.shard)
+	}
+}
+
+func (g *Group) signal() {
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}

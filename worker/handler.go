@@ -1,0 +1,95 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/nonchan7720/ronin/election"
+)
+
+// Restart backoff of a failing handler.
+const (
+	restartBackoffMin = 100 * time.Millisecond
+	restartBackoffMax = 5 * time.Second
+)
+
+// handlerRun is one shard this node holds (or is acquiring) and the
+// goroutine that runs its handler.
+type handlerRun struct {
+	shard     int
+	acquiring bool // placeholder while the CAS write is in flight
+	moving    bool // a handoff is under way
+	lease     *election.Lease
+	cancel    context.CancelFunc
+	done      chan struct{} // closed when the handler goroutine returned
+}
+
+// start runs the handler for shard id under lease l. The handler's ctx
+// keeps parent's values but not its cancellation: it is cancelled when the
+// lease ends (at the latest at its deadline) or by a handoff.
+func (g *Group) start(parent context.Context, id int, l *election.Lease) *handlerRun {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	r := &handlerRun{shard: id, lease: l, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		select {
+		case <-l.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	go func() {
+		defer close(r.done)
+		g.supervise(ctx, id, l.Rev())
+		g.reap(r)
+		g.signal()
+	}()
+	return r
+}
+
+// supervise runs the handler until ctx ends. A handler that returns (with
+// or without an error) or panics while this node still owns the shard is
+// restarted with backoff, with the same token; each restart is counted.
+func (g *Group) supervise(ctx context.Context, id int, rev uint64) {
+	backoff := restartBackoffMin
+	for {
+		err := g.call(ctx, id, rev)
+		if ctx.Err() != nil {
+			return
+		}
+		g.metrics.restarts.Add(context.Background(), 1, g.metrics.attrs)
+		g.log.Warn("ronin: shard handler returned while owner; restarting", "shard", id, "rev", rev, "err", err, "backoff", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, restartBackoffMax)
+	}
+}
+
+// call runs the handler once, turning a panic into an error.
+func (g *Group) call(ctx context.Context, id int, rev uint64) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("ronin: shard handler panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return g.cfg.Handler(ctx, id, rev)
+}
+
+// stop cancels the handler and waits up to timeout for it to return.
+func (r *handlerRun) stop(timeout time.Duration, log *slog.Logger) {
+	r.cancel()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-r.done:
+	case <-t.C:
+		log.Error("ronin: shard handler did not return after its ctx was cancelled; releasing the shard anyway", "shard", r.shard, "timeout", timeout)
+	}
+}

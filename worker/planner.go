@@ -1,0 +1,178 @@
+package worker
+
+import (
+	"slices"
+	"time"
+
+	"github.com/nonchan7720/ronin/balancer"
+	"github.com/nonchan7720/ronin/election"
+)
+
+// runState is what this node is doing with a shard.
+type runState int
+
+const (
+	stateOwned runState = iota + 1
+	stateAcquiring
+	stateMoving
+)
+
+// idle is how long to wait when nothing is scheduled.
+const idle = time.Second
+
+// planner turns the bucket's view into actions for one node. It is pure:
+// no I/O, no goroutines; callers pass the time.
+//
+// Membership: a member that disappears (session gone or leaving) is dropped
+// from the plan at once; a new member is adopted only after it has been
+// seen for Debounce, so a burst of joins moves shards once.
+//
+// Actions: a free shard is taken by its planned target at once; any other
+// member takes it after Debounce + (rank+1)*Stagger, rank being its
+// rendezvous rank among the live members, so that no shard waits on a
+// target that does not act (S3). A held shard planned for another live
+// member is handed over, at most MaxMoves at a time.
+type planner struct {
+	cfg       Config
+	self      string
+	adopted   []string             // members the plan uses, sorted
+	current   []string             // live members now, sorted
+	firstSeen map[string]time.Time // members seen but not yet adopted
+	plan      []string
+	freeSince map[int]time.Time // when this node first saw a shard free
+	reported  map[int]bool      // shards reported ownerless
+	rescued   map[int]time.Time // shards taken by fallback: their target did not act
+}
+
+func newPlanner(cfg Config, self string) *planner {
+	return &planner{
+		cfg:       cfg,
+		self:      self,
+		firstSeen: map[string]time.Time{},
+		plan:      balancer.Plan(cfg.Shards, nil),
+		freeSince: map[int]time.Time{},
+		reported:  map[int]bool{},
+		rescued:   map[int]time.Time{},
+	}
+}
+
+// observe folds the live member set in and returns when to look again for
+// a member still being debounced.
+func (p *planner) observe(members []string, now time.Time) time.Duration {
+	p.current = members
+	adopted := slices.DeleteFunc(slices.Clone(p.adopted), func(m string) bool { return !slices.Contains(members, m) })
+	wait := idle
+	for m := range p.firstSeen {
+		if !slices.Contains(members, m) {
+			delete(p.firstSeen, m)
+		}
+	}
+	for _, m := range members {
+		if slices.Contains(adopted, m) {
+			continue
+		}
+		first, ok := p.firstSeen[m]
+		if !ok {
+			first = now
+			p.firstSeen[m] = now
+		}
+		if left := p.cfg.Debounce - now.Sub(first); left > 0 {
+			wait = min(wait, left)
+			continue
+		}
+		delete(p.firstSeen, m)
+		adopted = append(adopted, m)
+	}
+	slices.Sort(adopted)
+	if !slices.Equal(adopted, p.adopted) {
+		p.adopted = adopted
+		p.plan = balancer.Plan(p.cfg.Shards, adopted)
+	}
+	return wait
+}
+
+// decide returns the shards to acquire and to hand over now, and when to
+// look again for a free shard whose fallback delay has not run out.
+// holders holds the keys with a live holder; mine what this node does.
+func (p *planner) decide(keys []string, holders map[string]election.Holder, mine map[int]runState, now time.Time) (acquire, handoff []int, wait time.Duration) {
+	wait = idle
+	moving := 0
+	for _, st := range mine {
+		if st == stateMoving {
+			moving++
+		}
+	}
+	member := slices.Contains(p.current, p.self)
+	for id, key := range keys {
+		h, held := holders[key]
+		if held {
+			delete(p.freeSince, id)
+			delete(p.reported, id)
+		}
+		if st, ok := mine[id]; ok {
+			if st == stateOwned && held && h.Node == p.self && p.movesAway(id, now) && moving < p.cfg.MaxMoves {
+				handoff = append(handoff, id)
+				moving++
+			}
+			continue
+		}
+		if held {
+			continue
+		}
+		since, ok := p.freeSince[id]
+		if !ok {
+			since = now
+			p.freeSince[id] = now
+		}
+		if p.plan[id] == p.self {
+			acquire = append(acquire, id)
+			continue
+		}
+		if !member {
+			continue
+		}
+		// Cheap bound first: no rank waits less than Debounce+Stagger.
+		elapsed := now.Sub(since)
+		if base := p.cfg.Debounce + p.cfg.Stagger; elapsed < base {
+			wait = min(wait, base-elapsed)
+			continue
+		}
+		rank := slices.Index(balancer.Rank(id, p.current), p.self)
+		delay := p.cfg.Debounce + time.Duration(rank+1)*p.cfg.Stagger
+		if elapsed >= delay {
+			acquire = append(acquire, id)
+			p.rescued[id] = now
+		} else {
+			wait = min(wait, delay-elapsed)
+		}
+	}
+	return acquire, handoff, wait
+}
+
+// movesAway reports whether the plan gives shard id to another live member.
+// A shard this node rescued because its target did not take it stays here
+// for a TTL, so that a target that does not act causes no ping-pong.
+func (p *planner) movesAway(id int, now time.Time) bool {
+	if at, ok := p.rescued[id]; ok {
+		if now.Sub(at) < p.cfg.TTL {
+			return false
+		}
+		delete(p.rescued, id)
+	}
+	target := p.plan[id]
+	return target != "" && target != p.self && slices.Contains(p.current, target)
+}
+
+// ownerless returns the shards free for longer than ttl in this node's
+// view that were not reported before.
+func (p *planner) ownerless(now time.Time, ttl time.Duration) []int {
+	var out []int
+	for id, since := range p.freeSince {
+		if !p.reported[id] && now.Sub(since) > ttl {
+			p.reported[id] = true
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
