@@ -241,18 +241,21 @@ func checkHost(h string) error {
 // name the entry when the list has more than one.
 func checkURLList(list string, schemes []string, needPort bool) error {
 	entries := strings.Split(list, ",")
-	var errs []error
+	var msgs []string
 	for i, e := range entries {
 		_, err := checkURL(e, schemes, needPort)
 		switch {
 		case err == nil:
 		case len(entries) == 1:
-			errs = append(errs, err)
+			return err
 		default:
-			errs = append(errs, fmt.Errorf("entry %d %q: %w", i+1, redact(strings.TrimSpace(e)), err))
+			msgs = append(msgs, fmt.Sprintf("entry %d %q: %v", i+1, redact(strings.TrimSpace(e)), err))
 		}
 	}
-	return errors.Join(errs...)
+	if len(msgs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // checkURL parses one list entry (surrounding spaces ignored) and checks its
