@@ -13,9 +13,15 @@ import (
 )
 
 // Handler runs one shard while this node owns it. ctx is cancelled when
-// ownership ends for any reason, at the latest at the local lease deadline;
-// rev is the fencing token of the ownership, constant until ctx ends: pass
-// it to downstream writes so that a stale owner's writes can be refused.
+// ownership ends for any reason, at the latest at the local lease deadline,
+// and ctx.Err() reads the lease clock on every call: check it before each
+// side effect and a paused process never acts after its deadline. rev is
+// the fencing token of the ownership, constant until ctx ends: pass it to
+// downstream writes so that a stale owner's writes can be refused.
+//
+// The handler should run until ctx ends. If it returns earlier (with or
+// without an error) or panics, it is restarted with backoff, with the same
+// rev, while this node still owns the shard; the node itself stays up.
 type Handler func(ctx context.Context, shardID int, rev uint64) error
 
 // keyPrefix starts the election key of every shard.
@@ -57,7 +63,7 @@ type Assignment struct {
 	Node string
 	// Token is the owner's fencing token; 0 without an owner.
 	Token uint64
-	// Since is when the current owner took the shard (server time), or
-	// when it lost its last owner.
+	// Since is when the current owner took the shard (server time); for a
+	// shard without an owner, the time of its record's last write.
 	Since time.Time
 }

@@ -27,17 +27,39 @@ type handlerRun struct {
 	done      chan struct{} // closed when the handler goroutine returned
 }
 
+// leaseContext is a handler's ctx. Done closes when the lease ends or a
+// handoff cancels it; Err also reads the lease's clock on every call, so a
+// handler that checks ctx.Err() before acting never acts after the lease
+// deadline, even in a process that resumes after a pause before its timers
+// have fired.
+type leaseContext struct {
+	context.Context
+	lease *election.Lease
+}
+
+// Err returns context.Canceled once the lease is no longer valid.
+func (c leaseContext) Err() error {
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if !c.lease.Valid() {
+		return context.Canceled
+	}
+	return nil
+}
+
 // start runs the handler for shard id under lease l. The handler's ctx
 // keeps parent's values but not its cancellation: it is cancelled when the
 // lease ends (at the latest at its deadline) or by a handoff.
 func (g *Group) start(parent context.Context, id int, l *election.Lease) *handlerRun {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	inner, cancel := context.WithCancel(context.WithoutCancel(parent))
+	ctx := leaseContext{Context: inner, lease: l}
 	r := &handlerRun{shard: id, lease: l, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		select {
 		case <-l.Done():
 			cancel()
-		case <-ctx.Done():
+		case <-inner.Done():
 		}
 	}()
 	go func() {
