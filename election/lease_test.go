@@ -109,7 +109,7 @@ func TestObserverExpiry(t *testing.T) {
 				o.event(t0)
 				o.seen("a", 7, t0)
 				// Nothing for 4 s (stall), then events resume.
-				o.event(t0+4*time.Second)
+				o.event(t0 + 4*time.Second)
 			},
 			at: ttl + 3*time.Second,
 		},
@@ -146,7 +146,7 @@ func TestObserverExpiry(t *testing.T) {
 			steps: func(o *observer) {
 				o.seen("a", 7, t0)
 				for i := 0; i <= 10; i++ {
-					o.event(t0+time.Duration(i)*500*time.Millisecond)
+					o.event(t0 + time.Duration(i)*500*time.Millisecond)
 				}
 			},
 			at:   ttl,

@@ -341,4 +341,3 @@ func TestNoGoroutineLeaks(t *testing.T) {
 	}()
 	Eventually(t, 10*time.Second, func() bool { return runtime.NumGoroutine() <= before+2 }, "goroutines back to %d, now %d", before, runtime.NumGoroutine())
 }
-
