@@ -16,7 +16,8 @@ import (
 // time of its last acknowledged renew, by both of the node's clocks.
 type session struct {
 	id       string
-	val      sessionValue // guarded by Bucket.mu
+	val      sessionValue // wanted value; guarded by Bucket.mu
+	written  sessionValue // value of the last acknowledged write; keeper only
 	rev      uint64       // last known revision; guarded by Bucket.mu
 	lastSent instant      // send time of the last renew attempt
 	dl       atomic.Pointer[deadline]
@@ -110,12 +111,12 @@ func (b *Bucket) maintainSession(ctx context.Context) {
 	}
 }
 
-// valueOutdated reports whether s's stored value is outdated (leaving).
+// valueOutdated reports whether s's stored value lags its wanted value
+// (SetLeaving since the last write).
 func (b *Bucket) valueOutdated(s *session) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	e, ok := b.sessions[s.id]
-	return ok && e.val != s.val
+	return s.written != s.val
 }
 
 func (b *Bucket) createSession(ctx context.Context) {
@@ -136,7 +137,7 @@ func (b *Bucket) createSession(ctx context.Context) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s.rev = rev
+	s.rev, s.written = rev, s.val
 	if !b.extendLocked(s, sent) {
 		b.dead = append(b.dead, s)
 		return
@@ -185,7 +186,7 @@ func (b *Bucket) renew(ctx context.Context, s *session) {
 		b.log.Debug("ronin: renew failed", "session", s.id, "err", err)
 		return
 	}
-	s.rev = newRev
+	s.rev, s.written = newRev, val
 	if b.sess != s || !b.extendLocked(s, sent) {
 		return
 	}
