@@ -333,3 +333,31 @@ func TestShardConfigErrors(t *testing.T) {
 	_, err = c.Manager(1).NewCandidate(candidateConfig("x", "agree", "k", 5*time.Second))
 	require.ErrorIs(t, err, ronin.ErrBucketMismatch, "plain candidate on a shard bucket")
 }
+
+// TestShardsPausedOwner freezes one member's link to the store: its
+// handlers' contexts end at its own lease deadline, before the other
+// members start theirs (checked at every handler start), and it rejoins
+// with fresh tokens once the link returns.
+func TestShardsPausedOwner(t *testing.T) {
+	const shards = 12
+	c := NewCluster(t, 3)
+	p := NewProxy(t, c.Manager(0).Node().ClientURL()[len("nats://"):])
+	far, err := ronin.NewManager(ronin.ServerConfig{NodeID: "far", URL: p.URL(), Logger: TestLogger()})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, far.Start(ctx))
+	t.Cleanup(far.Shutdown)
+
+	log := newShardLog()
+	cfg := shardConfig("paused", shards, time.Second)
+	startGroup(t, far, cfg, log)
+	startGroup(t, c.Manager(1), cfg, log)
+	settled(t, log, shards, []string{"far", "n2"}, 10*time.Second)
+
+	p.Pause()
+	settled(t, log, shards, []string{"n2"}, 10*time.Second)
+	p.Resume()
+	settled(t, log, shards, []string{"far", "n2"}, 15*time.Second)
+	log.check(t)
+}
