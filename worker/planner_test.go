@@ -1,0 +1,179 @@
+package worker
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nonchan7720/ronin/balancer"
+	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/shard"
+)
+
+func testConfig(shards int) Config {
+	return Config{Shards: shards, TTL: time.Second}.withDefaults()
+}
+
+func keysOf(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = shard.Key(i)
+	}
+	return out
+}
+
+func TestPlannerDebouncesJoinsButNotLeaves(t *testing.T) {
+	p := newPlanner(testConfig(8), "a")
+	t0 := time.Now()
+	wait := p.observe([]string{"a"}, t0)
+	assert.Empty(t, p.adopted, "a new member waits for Debounce")
+	assert.Equal(t, DefaultDebounce, wait)
+
+	p.observe([]string{"a"}, t0.Add(DefaultDebounce))
+	assert.Equal(t, []string{"a"}, p.adopted)
+
+	p.observe([]string{"a", "b"}, t0.Add(DefaultDebounce+time.Millisecond))
+	assert.Equal(t, []string{"a"}, p.adopted, "b joins: not yet")
+	p.observe([]string{"a", "b"}, t0.Add(2*DefaultDebounce+time.Millisecond))
+	assert.Equal(t, []string{"a", "b"}, p.adopted)
+
+	p.observe([]string{"b"}, t0.Add(2*DefaultDebounce+2*time.Millisecond))
+	assert.Equal(t, []string{"b"}, p.adopted, "a leaves: at once")
+	assert.Equal(t, balancer.Plan(8, []string{"b"}), p.plan)
+}
+
+func TestPlannerFlappingMemberIsNotAdopted(t *testing.T) {
+	p := newPlanner(testConfig(8), "a")
+	t0 := time.Now()
+	for i := range 10 {
+		at := t0.Add(time.Duration(i) * DefaultDebounce / 2)
+		members := []string{"a"}
+		if i%2 == 0 {
+			members = append(members, "b")
+		}
+		p.observe(members, at)
+	}
+	assert.NotContains(t, p.adopted, "b")
+}
+
+// adoptAll makes p adopt members at once.
+func adoptAll(p *planner, members []string, now time.Time) {
+	p.observe(members, now.Add(-p.cfg.Debounce))
+	p.observe(members, now)
+}
+
+func TestPlannerDecide(t *testing.T) {
+	const shards = 8
+	members := []string{"a", "b"}
+	plan := balancer.Plan(shards, members)
+	var mineA, theirs []int
+	for id, owner := range plan {
+		if owner == "a" {
+			mineA = append(mineA, id)
+		} else {
+			theirs = append(theirs, id)
+		}
+	}
+	require.NotEmpty(t, mineA)
+	require.NotEmpty(t, theirs)
+	keys := keysOf(shards)
+	t0 := time.Now()
+
+	t.Run("free shards planned here are acquired at once", func(t *testing.T) {
+		p := newPlanner(testConfig(shards), "a")
+		adoptAll(p, members, t0)
+		acquire, handoff, _ := p.decide(keys, nil, nil, t0)
+		assert.ElementsMatch(t, mineA, acquire)
+		assert.Empty(t, handoff)
+	})
+
+	t.Run("free shards planned elsewhere are rescued after the stagger", func(t *testing.T) {
+		p := newPlanner(testConfig(shards), "a")
+		adoptAll(p, members, t0)
+		p.decide(keys, nil, nil, t0)
+		late := t0.Add(p.cfg.Debounce + 2*p.cfg.Stagger) // rank <= 1 of 2
+		acquire, _, _ := p.decide(keys, nil, nil, late)
+		assert.ElementsMatch(t, plan2all(shards), acquire)
+	})
+
+	t.Run("held shards planned elsewhere are handed over, throttled", func(t *testing.T) {
+		cfg := testConfig(shards)
+		cfg.MaxMoves = 1
+		p := newPlanner(cfg, "a")
+		adoptAll(p, members, t0)
+		holders := map[string]election.Holder{}
+		mine := map[int]runState{}
+		for id := range shards {
+			holders[keys[id]] = election.Holder{Candidate: "a", Node: "a", Rev: uint64(id + 1)}
+			mine[id] = stateOwned
+		}
+		acquire, handoff, _ := p.decide(keys, holders, mine, t0)
+		assert.Empty(t, acquire)
+		require.Len(t, handoff, 1)
+		assert.Contains(t, theirs, handoff[0])
+
+		mine[handoff[0]] = stateMoving
+		_, handoff, _ = p.decide(keys, holders, mine, t0)
+		assert.Empty(t, handoff, "one move in flight already")
+	})
+
+	t.Run("no handoff to a target that is not live", func(t *testing.T) {
+		p := newPlanner(testConfig(shards), "a")
+		adoptAll(p, members, t0)
+		p.current = []string{"a"} // b vanished, not yet observed
+		holders := map[string]election.Holder{}
+		mine := map[int]runState{}
+		for _, id := range theirs {
+			holders[keys[id]] = election.Holder{Candidate: "a", Node: "a", Rev: 1}
+			mine[id] = stateOwned
+		}
+		_, handoff, _ := p.decide(keys, holders, mine, t0)
+		assert.Empty(t, handoff)
+	})
+
+	t.Run("a rescued shard is not handed back for a TTL", func(t *testing.T) {
+		p := newPlanner(testConfig(shards), "a")
+		adoptAll(p, members, t0)
+		p.decide(keys, nil, nil, t0)
+		late := t0.Add(time.Second)
+		acquire, _, _ := p.decide(keys, nil, nil, late)
+		require.NotEmpty(t, acquire)
+		holders := map[string]election.Holder{}
+		mine := map[int]runState{}
+		for _, id := range acquire {
+			holders[keys[id]] = election.Holder{Candidate: "a", Node: "a", Rev: 1}
+			mine[id] = stateOwned
+		}
+		_, handoff, _ := p.decide(keys, holders, mine, late.Add(time.Millisecond))
+		assert.Empty(t, handoff)
+		_, handoff, _ = p.decide(keys, holders, mine, late.Add(p.cfg.TTL+time.Millisecond))
+		assert.NotEmpty(t, handoff)
+	})
+
+	t.Run("a non-member neither acquires nor rescues", func(t *testing.T) {
+		p := newPlanner(testConfig(shards), "c")
+		adoptAll(p, members, t0)
+		acquire, _, _ := p.decide(keys, nil, nil, t0.Add(time.Hour))
+		assert.Empty(t, acquire)
+	})
+}
+
+func plan2all(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+func TestPlannerReportsOwnerlessOnce(t *testing.T) {
+	p := newPlanner(testConfig(2), "c")
+	t0 := time.Now()
+	p.decide(keysOf(2), nil, nil, t0)
+	assert.Empty(t, p.ownerless(t0.Add(500*time.Millisecond), time.Second))
+	assert.Equal(t, []int{0, 1}, p.ownerless(t0.Add(2*time.Second), time.Second))
+	assert.Empty(t, p.ownerless(t0.Add(3*time.Second), time.Second), "reported once")
+}
+
