@@ -196,9 +196,35 @@ func openKV(ctx context.Context, js jetstream.JetStream, spec BucketSpec) (jetst
 	want := bucketMetadata(spec)
 	backoff := 50 * time.Millisecond
 	for {
+		// Each attempt gets its own short timeout: while a restarted cluster
+		// recovers, the JetStream API may not answer at all.
+		actx, cancel := context.WithTimeout(ctx, openAttemptTimeout)
+		kv, err := openKVOnce(actx, js, spec, want)
+		cancel()
+		if err == nil || errors.Is(err, ErrBucketMismatch) {
+			return kv, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("ronin: open bucket %q: %w (last error: %v)", spec.Name, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// openAttemptTimeout bounds one attempt of openKV.
+const openAttemptTimeout = 2 * time.Second
+
+// openKVOnce makes one attempt to open or create the bucket.
+func openKVOnce(ctx context.Context, js jetstream.JetStream, spec BucketSpec, want map[string]string) (jetstream.KeyValue, error) {
+	for {
 		kv, err := js.KeyValue(ctx, spec.Name)
 		if err == nil {
-			return kv, checkExisting(ctx, js, spec, want)
+			if err := checkExisting(ctx, js, spec, want); err != nil {
+				return nil, err
+			}
+			return kv, nil
 		}
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
 			kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -217,12 +243,7 @@ func openKV(ctx context.Context, js jetstream.JetStream, spec BucketSpec) (jetst
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNameInUse {
 			continue // created concurrently by another node: open it
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("ronin: open bucket %q: %w (last error: %v)", spec.Name, ctx.Err(), err)
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Second)
+		return nil, err
 	}
 }
 

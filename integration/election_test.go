@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
@@ -329,15 +328,3 @@ func TestBucketSettingsMustAgree(t *testing.T) {
 	require.NoError(t, err)
 }
 
-// TestNoGoroutineLeaks: after Shutdown nothing the Manager started runs.
-func TestNoGoroutineLeaks(t *testing.T) {
-	before := runtime.NumGoroutine()
-	func() {
-		c := NewCluster(t, 1)
-		r := startCandidate(t, c.Manager(0), candidateConfig("a", "leak", "k", time.Second))
-		<-r.elected
-		r.stop()
-		c.Shutdown()
-	}()
-	Eventually(t, 10*time.Second, func() bool { return runtime.NumGoroutine() <= before+2 }, "goroutines back to %d, now %d", before, runtime.NumGoroutine())
-}
