@@ -207,25 +207,6 @@ func Moves(before, after []string) int {
 	return moved
 }
 
-// Releases picks which of self's shards to hand over now: the shards i with
-// owners[i] == self whose target plan[i] is another member (non-empty and not
-// self), in ascending shard order, at most limit of them (limit <= 0 means no
-// limit). owners[i] is the current owner of shard i ("" for none). A shard
-// whose target is "" (no members) is kept. Shards beyond the shorter of owners
-// and plan are ignored. It returns nil when there is nothing to release.
-func Releases(self string, owners, plan []string, limit int) []int {
-	var out []int
-	for i := range min(len(owners), len(plan)) {
-		if owners[i] != self || plan[i] == "" || plan[i] == self {
-			continue
-		}
-		out = append(out, i)
-		if len(out) == limit {
-			break
-		}
-	}
-	return out
-}
 
 // IdealMoves is the least number of shards that must move when the member
 // count goes from before to after by one member joining (after == before+1)

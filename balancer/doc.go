@@ -50,6 +50,6 @@
 //
 // Not guaranteed: a plan is memoryless, so it does not look at who owns what
 // now, and a change of membership can move a few shards more than strictly
-// necessary (above). Plans are targets; [Releases] chooses which of a
-// node's shards to hand over now, a few at a time.
+// necessary (above). Plans are targets: the worker decides which shards to
+// hand over now, a few at a time.
 package balancer

@@ -24,15 +24,3 @@ func ExamplePlan() {
 	// moved: 3 minimum: 3
 }
 
-func ExampleReleases() {
-	owners := []string{"node-a", "node-a", "node-b", "node-a", ""}
-	plan := []string{"node-b", "node-a", "node-b", "node-c", "node-a"}
-	// node-a hands over at most one shard now: shard 0 (target node-b).
-	// Shard 3 waits for a later round; shard 4 is unowned, so it is not a
-	// release but an acquisition.
-	fmt.Println(balancer.Releases("node-a", owners, plan, 1))
-	fmt.Println(balancer.Releases("node-a", owners, plan, 0))
-	// Output:
-	// [0]
-	// [0 3]
-}
