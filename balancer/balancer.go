@@ -207,7 +207,6 @@ func Moves(before, after []string) int {
 	return moved
 }
 
-
 // IdealMoves is the least number of shards that must move when the member
 // count goes from before to after by one member joining (after == before+1)
 // or one leaving (after == before-1), with shards shards in both balanced

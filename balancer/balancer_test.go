@@ -222,7 +222,6 @@ func TestMoves(t *testing.T) {
 	}
 }
 
-
 func TestIdealMoves(t *testing.T) {
 	tests := []struct {
 		shards, before, after, want int

@@ -23,4 +23,3 @@ func ExamplePlan() {
 	// 4 4 4
 	// moved: 3 minimum: 3
 }
-
