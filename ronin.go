@@ -120,6 +120,9 @@ func (m *Manager) NewCandidate(cfg CandidateConfig) (*Candidate, error) {
 // NodeID is this node's ID.
 func (m *Manager) NodeID() string { return m.node.NodeID() }
 
+// ClientURL is where NATS clients can reach this node's server.
+func (m *Manager) ClientURL() string { return m.node.ClientURL() }
+
 // Server is the embedded NATS server, nil when connected to an existing
 // cluster through ServerConfig.URL.
 func (m *Manager) Server() *server.Server { return m.node.Server() }
@@ -184,6 +187,8 @@ func (m *Manager) RegisterShards(cfg ShardConfig) (*ShardGroup, error) {
 	defer cancel()
 	if cfg.Logger == nil {
 		cfg.Logger = m.node.Logger()
+	} else {
+		cfg.Logger = cfg.Logger.With("node", m.node.NodeID())
 	}
 	g, err := worker.New(ctx, reg, cfg)
 	if err != nil {

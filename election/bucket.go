@@ -86,7 +86,7 @@ func newBucket(r *Registry, spec BucketSpec, kv jetstream.KeyValue) *Bucket {
 		reg:       r,
 		spec:      spec,
 		kv:        kv,
-		log:       r.host.Logger.With("bucket", spec.Name, "node", r.host.NodeID),
+		log:       r.host.Logger.With("bucket", spec.Name), // the host's logger carries node
 		clock:     newClock(),
 		records:   map[string]recordEntry{},
 		sessions:  map[string]sessionEntry{},
@@ -316,8 +316,8 @@ func (b *Bucket) consume(ctx context.Context, w jetstream.KeyWatcher) {
 }
 
 // syncedLocked completes a (re)sync: entries of older generations were
-// deleted while nobody watched, every countdown restarts, and everyone looks
-// again.
+// deleted while nobody watched, and everyone looks again. Countdowns of
+// sessions whose revision did not change keep running.
 func (b *Bucket) syncedLocked() {
 	for key, e := range b.records {
 		if e.gen != b.gen {
@@ -332,7 +332,7 @@ func (b *Bucket) syncedLocked() {
 		}
 	}
 	b.synced = true
-	b.obs.restart(b.clock.now().mono)
+	b.obs.event(b.clock.now().mono)
 	b.notifyAllLocked()
 }
 

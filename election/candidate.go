@@ -94,9 +94,9 @@ func (r *Registry) NewCandidate(ctx context.Context, cfg CandidateConfig) (*Cand
 	if err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = b.log
+	log := b.log
+	if cfg.Logger != nil {
+		log = cfg.Logger.With("bucket", cfg.BucketName, "node", b.NodeID())
 	}
 	c := &Candidate{cfg: cfg, bucket: b, log: log.With("key", cfg.KeyName, "candidate", cfg.CandidateID)}
 	m, err := newCandidateMetrics(c)

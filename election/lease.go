@@ -85,23 +85,20 @@ func newObserver(ttl, stallGap time.Duration) *observer {
 	return &observer{ttl: ttl, stallGap: stallGap, sessions: map[string]observation{}}
 }
 
-// event records that the store delivered something at now. After a silence
-// longer than stallGap every countdown is extended by the silence: the
-// store (or this node's watcher) was stalled, so holders could not renew,
-// or their renewals could not be seen. Always safe: it only delays takeover.
+// event records that the store delivered something at now.
 func (o *observer) event(now time.Duration) {
-	if gap := now - o.lastEvent; o.started && gap > o.stallGap {
-		for id, s := range o.sessions {
-			s.seen += gap
-			o.sessions[id] = s
-		}
-	}
 	o.lastEvent, o.started = now, true
 }
 
 // silent reports whether nothing was delivered for longer than stallGap:
-// observations are stale, so nothing may be expired. Every live session
-// renews each RetryPeriod, so a working store is never silent that long.
+// this node's view may be stale, so nothing is expired until it is fresh
+// again. Every live session renews each RetryPeriod, so a working store and
+// watcher are never silent that long. (Expiring on a stale view would still
+// be safe, since the kill is a CAS at the revision seen; it would only waste
+// writes.) A stall does not restart countdowns: a session whose revision is
+// unchanged once the view is fresh again has not renewed since it was seen,
+// and a holder rides out a store outage shorter than its RenewDeadline
+// because RenewDeadline < TTL.
 func (o *observer) silent(now time.Duration) bool {
 	return o.started && now-o.lastEvent > o.stallGap
 }
@@ -112,16 +109,6 @@ func (o *observer) postpone(id string, at time.Duration) {
 		s.seen = at - o.ttl
 		o.sessions[id] = s
 	}
-}
-
-// restart makes every session count from now again. Always safe: it can only
-// delay a takeover.
-func (o *observer) restart(now time.Duration) {
-	for id, s := range o.sessions {
-		s.seen = now
-		o.sessions[id] = s
-	}
-	o.lastEvent, o.started = now, true
 }
 
 // seen records revision rev of session id at now. The countdown restarts

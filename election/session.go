@@ -362,6 +362,10 @@ func (b *Bucket) reconcile(ctx context.Context) {
 	}
 }
 
+// watcherLagLimit is the least time the watcher may take to deliver this
+// node's own acknowledged renew before it is restarted.
+const watcherLagLimit = time.Second
+
 // checkWatcher restarts the watcher when it has not delivered this node's
 // own acknowledged renew in time: it is stuck (for example its consumer
 // lived on a server that went away).
@@ -371,7 +375,7 @@ func (b *Bucket) checkWatcher() {
 	if b.ackedRev == 0 || b.lastRev >= b.ackedRev {
 		return
 	}
-	if b.clock.now().mono-b.ackedAt.mono > max(b.spec.stallGap(), 2*time.Second) {
+	if b.clock.now().mono-b.ackedAt.mono > max(b.spec.stallGap(), watcherLagLimit) {
 		b.ackedRev = 0
 		select {
 		case b.rewatch <- struct{}{}:

@@ -196,6 +196,7 @@ func TestShardsLifecycle(t *testing.T) {
 	log := newShardLog()
 	cfg := shardConfig("lifecycle", shards, time.Second)
 	groups := []*member{startGroup(t, c.Manager(0), cfg, log), startGroup(t, c.Manager(1), cfg, log)}
+	pollOwned(t, groups[0].group) // Owned and Assignment are safe while shards move
 	before := settled(t, log, shards, []string{"n1", "n2"}, 10*time.Second)
 
 	// Join: about S/N shards move to the newcomer, the rest stay.
@@ -221,6 +222,27 @@ func TestShardsLifecycle(t *testing.T) {
 	c.Kill(2)
 	settled(t, log, shards, []string{"n2"}, 10*time.Second)
 	log.check(t)
+}
+
+// pollOwned calls Owned and Assignment in a loop until the test ends, as
+// a status endpoint would.
+func pollOwned(t *testing.T, g *ronin.ShardGroup) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = g.Owned()
+			_ = g.Assignment()
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
 }
 
 func countOn(owners map[int]string, node string) int {

@@ -63,7 +63,8 @@ type Config struct {
 	Stagger time.Duration
 	// MeterProvider for the group's metrics; nil means the global one.
 	MeterProvider metric.MeterProvider
-	// Logger; nil means the Manager's.
+	// Logger; nil means the Manager's. Records carry bucket and shard;
+	// the Manager's logger also carries node.
 	Logger *slog.Logger
 }
 

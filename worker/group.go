@@ -43,13 +43,13 @@ func New(ctx context.Context, reg *election.Registry, cfg Config) (*Group, error
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.Default().With("node", b.NodeID())
 	}
 	g := &Group{
 		cfg:     cfg,
 		bucket:  b,
 		node:    b.NodeID(),
-		log:     log.With("bucket", cfg.BucketName, "node", b.NodeID()),
+		log:     log.With("bucket", cfg.BucketName),
 		running: map[int]*handlerRun{},
 		wake:    make(chan struct{}, 1),
 	}
@@ -68,7 +68,7 @@ func (g *Group) Owned() map[int]uint64 {
 	defer g.mu.Unlock()
 	out := make(map[int]uint64, len(g.running))
 	for id, r := range g.running {
-		if r.lease.Valid() {
+		if r.lease != nil && r.lease.Valid() { // nil while acquiring
 			out[id] = r.lease.Rev()
 		}
 	}

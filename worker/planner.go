@@ -110,6 +110,7 @@ func (p *planner) decide(keys []string, holders map[string]election.Holder, mine
 			delete(p.reported, id)
 		}
 		if st, ok := mine[id]; ok {
+			delete(p.freeSince, id) // ours, even if a stale view says free
 			if st == stateOwned && held && h.Node == p.self && p.movesAway(id, now) && moving < p.cfg.MaxMoves {
 				handoff = append(handoff, id)
 				moving++
