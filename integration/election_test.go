@@ -327,4 +327,3 @@ func TestBucketSettingsMustAgree(t *testing.T) {
 	_, err = c.Manager(2).NewCandidate(candidateConfig("b", "shared", "k", 2*time.Second))
 	require.NoError(t, err)
 }
-

@@ -176,4 +176,3 @@ func TestPlannerReportsOwnerlessOnce(t *testing.T) {
 	assert.Equal(t, []int{0, 1}, p.ownerless(t0.Add(2*time.Second), time.Second))
 	assert.Empty(t, p.ownerless(t0.Add(3*time.Second), time.Second), "reported once")
 }
-
