@@ -42,6 +42,7 @@ type Bucket struct {
 	allSubs   map[*Subscription]struct{}
 	leases    map[string]*Lease
 	acquiring map[string]struct{} // keys with a CAS write in flight
+	writeSlot chan struct{}       // bounds acquisition writes in flight
 	sess      *session            // current session, nil when there is none
 	dead      []*session          // own lost sessions still to delete
 	ackedRev  uint64              // revision of the last acknowledged renew
@@ -96,8 +97,15 @@ func newBucket(r *Registry, spec BucketSpec, kv jetstream.KeyValue) *Bucket {
 		allSubs:   map[*Subscription]struct{}{},
 		leases:    map[string]*Lease{},
 		acquiring: map[string]struct{}{},
+		writeSlot: make(chan struct{}, maxAcquireWrites),
 	}
 }
+
+// maxAcquireWrites bounds the acquisition writes one node has in flight in
+// one bucket. Thousands of keys campaigning at once would otherwise queue
+// the node's session renew behind them at the stream leader until it timed
+// out, and a lost session drops every lease: the election would start over.
+const maxAcquireWrites = 32
 
 // Spec returns the bucket's resolved settings.
 func (b *Bucket) Spec() BucketSpec { return b.spec }
@@ -435,10 +443,7 @@ func (b *Bucket) TryAcquire(ctx context.Context, key, candidate string) (*Lease,
 	b.acquiring[key] = struct{}{}
 	b.mu.Unlock()
 
-	val := encode(record{Candidate: candidate, Node: b.NodeID(), Session: s.id})
-	rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
-	rev, err := b.kv.Update(rctx, key, val, casRev)
-	cancel()
+	rev, err := b.acquireWrite(ctx, key, record{Candidate: candidate, Node: b.NodeID(), Session: s.id}, casRev)
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -461,6 +466,20 @@ func (b *Bucket) TryAcquire(ctx context.Context, key, candidate string) (*Lease,
 	l := &Lease{b: b, key: key, candidate: candidate, rev: rev, sess: s, done: make(chan struct{})}
 	b.leases[key] = l
 	return l, nil
+}
+
+// acquireWrite makes the CAS write of an acquisition once a write slot is
+// free.
+func (b *Bucket) acquireWrite(ctx context.Context, key string, rec record, casRev uint64) (uint64, error) {
+	select {
+	case b.writeSlot <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	defer func() { <-b.writeSlot }()
+	rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
+	defer cancel()
+	return b.kv.Update(rctx, key, encode(rec), casRev)
 }
 
 // Release ends the lease and deletes its record by CAS on its revision, so

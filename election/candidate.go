@@ -200,9 +200,12 @@ func (c *Candidate) campaign(ctx context.Context, retry *time.Timer) {
 		}
 	case errors.Is(err, ErrHeld), errors.Is(err, ErrLostRace):
 		// The watcher will show the winner.
+	case errors.Is(err, ErrNoSession):
+		// The bucket signals every subscriber when the session starts or
+		// the view is complete again: campaigning before is pointless.
 	default:
 		c.log.Debug("ronin: campaign failed", "err", err)
-		retry.Reset(c.bucket.spec.RetryPeriod)
+		retry.Reset(c.bucket.spec.RetryPeriod / 4)
 	}
 }
 
