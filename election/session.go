@@ -127,7 +127,7 @@ func (b *Bucket) createSession(ctx context.Context) {
 	b.mu.Unlock()
 	sent := b.clock.now()
 	s.lastSent = sent
-	rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
+	rctx, cancel := context.WithTimeout(ctx, b.spec.renewTimeout())
 	rev, err := b.kv.Create(rctx, sessionKey(s.id), encode(s.val))
 	cancel()
 	if err != nil {
@@ -162,7 +162,7 @@ func (b *Bucket) renew(ctx context.Context, s *session) {
 	b.mu.Lock()
 	rev, val := s.rev, s.val
 	b.mu.Unlock()
-	rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
+	rctx, cancel := context.WithTimeout(ctx, b.spec.renewTimeout())
 	newRev, err := b.kv.Update(rctx, sessionKey(s.id), encode(val), rev)
 	cancel()
 	b.mu.Lock()

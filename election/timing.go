@@ -75,6 +75,15 @@ func (t Timing) requestTimeout() time.Duration {
 	return min(t.RetryPeriod, MaxRequestTimeout)
 }
 
+// renewTimeout bounds a session write (create or renew). It is longer than
+// requestTimeout: a renew that is slow because the stream leader is busy
+// still extends the lease from its send time, while one abandoned at
+// RetryPeriod would be retried into the same queue until the session is
+// lost. Two attempts still fit in a RenewDeadline.
+func (t Timing) renewTimeout() time.Duration {
+	return min(t.RenewDeadline/2, MaxRequestTimeout)
+}
+
 // stallGap is how long the watcher may be silent before observers treat the
 // store as having stalled. Every live session renews each RetryPeriod, so
 // silence longer than this means the store or the watcher was not working.
