@@ -132,7 +132,8 @@ func (c *Candidate) LeaderRev() uint64 {
 // resigns: if leading it releases the key at once, so that the next
 // candidate takes over in milliseconds, and OnSteppingDown has run before Run
 // returns. It returns nil when ctx ends, ErrClosed when the Manager shuts
-// down, and ErrAlreadyRunning if the candidate is already running.
+// down, and ErrAlreadyRunning if the candidate is already running. Run may
+// be called again after it returned.
 func (c *Candidate) Run(ctx context.Context) error {
 	if !c.mu.TryLock() {
 		return ErrAlreadyRunning

@@ -75,13 +75,21 @@ func (r *Registry) Closing() <-chan struct{} { return r.closing }
 func (r *Registry) enter() (func(), error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	select {
-	case <-r.closing:
+	if r.closed() {
 		return nil, ErrClosed
-	default:
 	}
 	r.runs.Add(1)
 	return r.runs.Done, nil
+}
+
+// closed reports whether Close has started.
+func (r *Registry) closed() bool {
+	select {
+	case <-r.closing:
+		return true
+	default:
+		return false
+	}
 }
 
 // Enter registers a running user of the registry from another package (the
@@ -96,9 +104,7 @@ func (r *Registry) Enter() (func(), error) { return r.enter() }
 func (r *Registry) Close(timeout time.Duration) bool {
 	r.stepDownStreams(min(timeout, stepDownTimeout))
 	r.mu.Lock()
-	select {
-	case <-r.closing:
-	default:
+	if !r.closed() {
 		close(r.closing)
 	}
 	r.mu.Unlock()
@@ -166,10 +172,8 @@ func (r *Registry) Bucket(ctx context.Context, spec BucketSpec) (*Bucket, error)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	select {
-	case <-r.closing:
+	if r.closed() {
 		return nil, ErrClosed
-	default:
 	}
 	if b, ok := r.buckets[spec.Name]; ok {
 		if err := sameSpec(b.spec, spec); err != nil {

@@ -149,13 +149,7 @@ func TestLeaderCrash(t *testing.T) {
 // the link returns.
 func TestPausedLeader(t *testing.T) {
 	c := NewCluster(t, 3)
-	p := NewProxy(t, c.Manager(0).Node().ClientURL()[len("nats://"):])
-	far, err := ronin.NewManager(ronin.ServerConfig{NodeID: "far", URL: p.URL(), Logger: TestLogger()})
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	require.NoError(t, far.Start(ctx))
-	t.Cleanup(far.Shutdown)
+	far, p := startFarNode(t, c)
 
 	h := NewHistory()
 	ttl := time.Second
@@ -261,6 +255,20 @@ func TestFullRestartTokensGrow(t *testing.T) {
 		tok := <-r.elected
 		require.Greater(t, tok, max, "token after a full restart must exceed every earlier one")
 	}
+}
+
+// startFarNode starts a Manager "far" without a server of its own, reaching
+// node 0 of c through a proxy that the test can pause.
+func startFarNode(t *testing.T, c *Cluster) (*ronin.Manager, *Proxy) {
+	t.Helper()
+	p := NewProxy(t, c.Manager(0).ClientURL()[len("nats://"):])
+	far, err := ronin.NewManager(ronin.ServerConfig{NodeID: "far", URL: p.URL(), Logger: TestLogger()})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, far.Start(ctx))
+	t.Cleanup(far.Shutdown)
+	return far, p
 }
 
 func maxU(a, b uint64) uint64 {

@@ -363,13 +363,7 @@ func TestShardConfigErrors(t *testing.T) {
 func TestShardsPausedOwner(t *testing.T) {
 	const shards = 12
 	c := NewCluster(t, 3)
-	p := NewProxy(t, c.Manager(0).Node().ClientURL()[len("nats://"):])
-	far, err := ronin.NewManager(ronin.ServerConfig{NodeID: "far", URL: p.URL(), Logger: TestLogger()})
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	require.NoError(t, far.Start(ctx))
-	t.Cleanup(far.Shutdown)
+	far, p := startFarNode(t, c)
 
 	log := newShardLog()
 	cfg := shardConfig("paused", shards, time.Second)

@@ -97,7 +97,8 @@ func (g *Group) Members() []string {
 // then drains: the node leaves the membership, and hands its shards over
 // one by one (handler ctx cancelled, handler returned, shard released, the
 // new owner starts) before Run returns. It returns nil when ctx ends and
-// election.ErrClosed when the Manager shuts down.
+// election.ErrClosed when the Manager shuts down. Run may be called again
+// after it returned, to rejoin; not twice at once (ErrAlreadyRunning).
 func (g *Group) Run(ctx context.Context) error {
 	if !g.runLock.TryLock() {
 		return election.ErrAlreadyRunning
