@@ -43,6 +43,7 @@ type Bucket struct {
 	leases    map[string]*Lease
 	acquiring map[string]struct{} // keys with a CAS write in flight
 	writeSlot chan struct{}       // bounds acquisition writes in flight
+	released  map[string]struct{} // keys released while the registry closes
 	sess      *session            // current session, nil when there is none
 	dead      []*session          // own lost sessions still to delete
 	ackedRev  uint64              // revision of the last acknowledged renew
@@ -98,6 +99,7 @@ func newBucket(r *Registry, spec BucketSpec, kv jetstream.KeyValue) *Bucket {
 		leases:    map[string]*Lease{},
 		acquiring: map[string]struct{}{},
 		writeSlot: make(chan struct{}, maxAcquireWrites),
+		released:  map[string]struct{}{},
 	}
 }
 
@@ -148,9 +150,39 @@ func (b *Bucket) leave() {
 	}
 	stop := b.stop
 	b.mu.Unlock()
+	if b.reg.closed() {
+		b.awaitSuccessors(successorWait)
+	}
 	stop()
 	b.stopped.Wait()
 	b.closeSession()
+}
+
+// successorWait bounds how long a node shutting down waits for the keys it
+// released to be taken by others.
+const successorWait = time.Second
+
+// awaitSuccessors waits until every key this node released while shutting
+// down has a new holder in its view, or timeout passes. Without it, the
+// server could stop while a successor's acquiring write is in flight to
+// it (if it led the bucket's stream), losing the write for a whole request
+// timeout. Keys nobody else campaigns for just cost the timeout.
+func (b *Bucket) awaitSuccessors(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		b.mu.Lock()
+		pending := 0
+		for key := range b.released {
+			if h, _ := b.holderLocked(key); h.Candidate == "" {
+				pending++
+			}
+		}
+		b.mu.Unlock()
+		if pending == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Subscription delivers a signal on C whenever what it watches may have
@@ -489,6 +521,9 @@ func (b *Bucket) acquireWrite(ctx context.Context, key string, rec record, casRe
 func (b *Bucket) Release(ctx context.Context, l *Lease) error {
 	b.mu.Lock()
 	b.endLeaseLocked(l.key, ^uint64(0))
+	if b.reg.closed() {
+		b.released[l.key] = struct{}{}
+	}
 	b.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
 	defer cancel()

@@ -97,12 +97,10 @@ func (r *Registry) closed() bool {
 func (r *Registry) Enter() (func(), error) { return r.enter() }
 
 // Close makes every running user resign and waits for them, up to timeout.
-// It reports whether all of them returned in time. First it hands this
-// node's stream leaderships of open buckets to other servers, so that the
-// writes of the candidates taking over do not go to a server that is about
-// to stop (a write lost that way costs its whole request timeout).
+// It reports whether all of them returned in time. A bucket's last user,
+// on its way out, waits (bounded) until the keys it released have new
+// holders, so that their writes do not go to a server about to stop.
 func (r *Registry) Close(timeout time.Duration) bool {
-	r.stepDownStreams(min(timeout, stepDownTimeout))
 	r.mu.Lock()
 	if !r.closed() {
 		close(r.closing)
@@ -115,50 +113,6 @@ func (r *Registry) Close(timeout time.Duration) bool {
 		return true
 	case <-time.After(timeout):
 		return false
-	}
-}
-
-// stepDownTimeout bounds the stream leadership handoff of Close.
-const stepDownTimeout = 3 * time.Second
-
-// stepDownStreams asks JetStream to move the leadership of every open
-// bucket's stream that this server leads, and waits (bounded) until another
-// server leads it. Best effort: a single node has no one to hand over to.
-func (r *Registry) stepDownStreams(timeout time.Duration) {
-	r.mu.Lock()
-	names := make([]string, 0, len(r.buckets))
-	for name, b := range r.buckets {
-		if b.spec.Replicas > 1 {
-			names = append(names, name)
-		}
-	}
-	r.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for _, name := range names {
-		r.stepDownStream(ctx, "KV_"+name)
-	}
-}
-
-func (r *Registry) stepDownStream(ctx context.Context, stream string) {
-	js := r.host.JetStream
-	leads := func() bool {
-		st, err := js.Stream(ctx, stream)
-		if err != nil {
-			return false
-		}
-		c := st.CachedInfo().Cluster
-		return c != nil && c.Leader == r.host.NodeID
-	}
-	if !leads() {
-		return
-	}
-	if _, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil); err != nil {
-		r.host.Logger.Debug("ronin: stream leader stepdown failed", "stream", stream, "err", err)
-		return
-	}
-	for leads() && ctx.Err() == nil {
-		sleepCtx(ctx, 20*time.Millisecond)
 	}
 }
 

@@ -28,8 +28,9 @@ const idle = time.Second
 // seen for Debounce, so a burst of joins moves shards once.
 //
 // Actions: a free shard is taken by its planned target at once; any other
-// member takes it after Debounce + (rank+1)*Stagger, rank being its
-// rendezvous rank among the live members, so that no shard waits on a
+// member takes it after Debounce + (rank+1)*Stagger, counted from when the
+// shard was seen free or the plan last changed, whichever is later, rank
+// being its rendezvous rank among the live members, so that no shard waits on a
 // target that does not act (S3). A held shard planned for another live
 // member is handed over, at most MaxMoves at a time.
 type planner struct {
@@ -39,6 +40,7 @@ type planner struct {
 	current   []string             // live members now, sorted
 	firstSeen map[string]time.Time // members seen but not yet adopted
 	plan      []string
+	planAt    time.Time         // when plan last changed
 	freeSince map[int]time.Time // when this node first saw a shard free
 	reported  map[int]bool      // shards reported ownerless
 	rescued   map[int]time.Time // shards taken by fallback: their target did not act
@@ -87,6 +89,7 @@ func (p *planner) observe(members []string, now time.Time) time.Duration {
 	if !slices.Equal(adopted, p.adopted) {
 		p.adopted = adopted
 		p.plan = balancer.Plan(p.cfg.Shards, adopted)
+		p.planAt = now
 	}
 	return wait
 }
@@ -132,8 +135,10 @@ func (p *planner) decide(keys []string, holders map[string]election.Holder, mine
 		if !member {
 			continue
 		}
+		// A target gets the full delay from when the plan named it, so a
+		// plan change (a burst of joins at start) causes no rescues.
 		// Cheap bound first: no rank waits less than Debounce+Stagger.
-		elapsed := now.Sub(since)
+		elapsed := now.Sub(later(since, p.planAt))
 		if base := p.cfg.Debounce + p.cfg.Stagger; elapsed < base {
 			wait = min(wait, base-elapsed)
 			continue
@@ -148,6 +153,13 @@ func (p *planner) decide(keys []string, holders map[string]election.Holder, mine
 		}
 	}
 	return acquire, handoff, wait
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // movesAway reports whether the plan gives shard id to another live member.
