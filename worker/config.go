@@ -59,7 +59,9 @@ type Config struct {
 	// dropped at once.
 	Debounce time.Duration
 	// Stagger is the delay between rendezvous ranks when a free shard's
-	// target does not take it; 0 means DefaultStagger (100ms).
+	// target does not take it: the first other member takes it after TTL/2,
+	// the next after TTL/2+Stagger, and so on; 0 means DefaultStagger
+	// (100ms).
 	Stagger time.Duration
 	// MeterProvider for the group's metrics; nil means the global one.
 	MeterProvider metric.MeterProvider

@@ -28,7 +28,7 @@ const idle = time.Second
 // seen for Debounce, so a burst of joins moves shards once.
 //
 // Actions: a free shard is taken by its planned target at once; any other
-// member takes it after Debounce + (rank+1)*Stagger, counted from when the
+// member takes it after TTL/2 + rank*Stagger, counted from when the
 // shard was seen free or the plan last changed, whichever is later, rank
 // being its rendezvous rank among the live members, so that no shard waits on a
 // target that does not act (S3). A held shard planned for another live
@@ -137,14 +137,14 @@ func (p *planner) decide(keys []string, holders map[string]election.Holder, mine
 		}
 		// A target gets the full delay from when the plan named it, so a
 		// plan change (a burst of joins at start) causes no rescues.
-		// Cheap bound first: no rank waits less than Debounce+Stagger.
+		// Cheap bound first: no rank waits less than rescueDelay.
 		elapsed := now.Sub(later(since, p.planAt))
-		if base := p.cfg.Debounce + p.cfg.Stagger; elapsed < base {
+		if base := p.rescueDelay(); elapsed < base {
 			wait = min(wait, base-elapsed)
 			continue
 		}
 		rank := slices.Index(balancer.Rank(id, p.current), p.self)
-		delay := p.cfg.Debounce + time.Duration(rank+1)*p.cfg.Stagger
+		delay := p.rescueDelay() + time.Duration(rank)*p.cfg.Stagger
 		if elapsed >= delay {
 			acquire = append(acquire, id)
 			p.rescued[id] = now
@@ -154,6 +154,13 @@ func (p *planner) decide(keys []string, holders map[string]election.Holder, mine
 	}
 	return acquire, handoff, wait
 }
+
+// rescueDelay is how long a free shard is left to its planned target before
+// the first-ranked other member takes it. Half a TTL: long enough for a
+// busy target (a thousand shards to acquire at start) to act, short enough
+// that a target that does not act leaves the shard ownerless for less than
+// the TTL.
+func (p *planner) rescueDelay() time.Duration { return p.cfg.TTL / 2 }
 
 func later(a, b time.Time) time.Time {
 	if a.After(b) {

@@ -93,7 +93,9 @@ func TestPlannerDecide(t *testing.T) {
 		p := newPlanner(testConfig(shards), "a")
 		adoptAll(p, members, t0)
 		p.decide(keys, nil, nil, t0)
-		late := t0.Add(p.cfg.Debounce + 2*p.cfg.Stagger) // rank <= 1 of 2
+		early, _, _ := p.decide(keys, nil, nil, t0.Add(p.rescueDelay()-time.Millisecond))
+		assert.ElementsMatch(t, mineA, early, "others' targets get TTL/2 first")
+		late := t0.Add(p.rescueDelay() + p.cfg.Stagger) // rank <= 1 of 2
 		acquire, _, _ := p.decide(keys, nil, nil, late)
 		assert.ElementsMatch(t, plan2all(shards), acquire)
 	})
