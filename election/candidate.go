@@ -77,7 +77,6 @@ type Candidate struct {
 	log     *slog.Logger
 	metrics *candidateMetrics
 
-	running atomic.Bool
 	lease   atomic.Pointer[Lease]
 	changes atomic.Int64
 	mu      sync.Mutex // serialises Run
@@ -139,7 +138,7 @@ func (c *Candidate) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	defer c.mu.Unlock()
-	exit, err := c.bucket.reg.enter()
+	exit, err := c.bucket.reg.Enter()
 	if err != nil {
 		return err
 	}
@@ -150,8 +149,6 @@ func (c *Candidate) Run(ctx context.Context) error {
 	defer c.bucket.Unsubscribe(sub)
 	stopMetrics := c.metrics.start()
 	defer stopMetrics()
-	c.running.Store(true)
-	defer c.running.Store(false)
 
 	var observed string
 	known := false
@@ -178,7 +175,7 @@ func (c *Candidate) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			c.resign()
 			return nil
-		case <-c.bucket.reg.closing:
+		case <-c.bucket.reg.Closing():
 			c.resign()
 			return ErrClosed
 		case <-sub.C:

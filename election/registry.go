@@ -70,9 +70,10 @@ func NewRegistry(h Host) *Registry {
 // Closing is closed when Close starts: running candidates and groups resign.
 func (r *Registry) Closing() <-chan struct{} { return r.closing }
 
-// enter registers a running user (a candidate's or group's Run). The
-// returned func must be called when it returns.
-func (r *Registry) enter() (func(), error) {
+// Enter registers a running user (a candidate's or a shard group's Run).
+// Close waits for the returned func to be called; after Close started,
+// Enter fails with ErrClosed.
+func (r *Registry) Enter() (func(), error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed() {
@@ -91,10 +92,6 @@ func (r *Registry) closed() bool {
 		return false
 	}
 }
-
-// Enter registers a running user of the registry from another package (the
-// shard layer). Close waits for the returned func to be called.
-func (r *Registry) Enter() (func(), error) { return r.enter() }
 
 // Close makes every running user resign and waits for them, up to timeout.
 // It reports whether all of them returned in time. A bucket's last user,
