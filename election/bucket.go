@@ -43,7 +43,7 @@ type Bucket struct {
 	leases    map[string]*Lease
 	acquiring map[string]struct{} // keys with a CAS write in flight
 	writeSlot chan struct{}       // bounds acquisition writes in flight
-	released  map[string]struct{} // keys released while the registry closes
+	released  map[string]struct{} // keys released here and not yet taken
 	sess      *session            // current session, nil when there is none
 	dead      []*session          // own lost sessions still to delete
 	ackedRev  uint64              // revision of the last acknowledged renew
@@ -150,9 +150,7 @@ func (b *Bucket) leave() {
 	}
 	stop := b.stop
 	b.mu.Unlock()
-	if b.reg.closed() {
-		b.awaitSuccessors(successorWait)
-	}
+	b.awaitSuccessors(successorWait)
 	stop()
 	b.stopped.Wait()
 	b.closeSession()
@@ -162,15 +160,21 @@ func (b *Bucket) leave() {
 // released to be taken by others.
 const successorWait = time.Second
 
-// awaitSuccessors waits until every key this node released while shutting
-// down has a new holder in its view, or timeout passes. Without it, the
-// server could stop while a successor's acquiring write is in flight to
-// it (if it led the bucket's stream), losing the write for a whole request
-// timeout. Keys nobody else campaigns for just cost the timeout.
+// awaitSuccessors runs when the last user leaves (a drain, a resign, a
+// Shutdown): it waits until every key this node released and nobody has
+// taken yet has a new holder in its view, or timeout passes. Without it the
+// server could stop right after, while a successor's acquiring write is in
+// flight to it (if it led the bucket's stream), and the write would be lost
+// for a whole request timeout. Keys nobody else campaigns for just cost the
+// timeout.
 func (b *Bucket) awaitSuccessors(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		b.mu.Lock()
+		if len(b.sessions) <= 1 && b.sess != nil {
+			b.mu.Unlock()
+			return // no other node in the bucket: nobody to wait for
+		}
 		pending := 0
 		for key := range b.released {
 			if h, _ := b.holderLocked(key); h.Candidate == "" {
@@ -392,6 +396,7 @@ func (b *Bucket) applyLocked(e jetstream.KeyValueEntry) {
 	b.unindexLocked(key, old)
 	ne := recordEntry{rev: rev, present: put, gen: b.gen, at: e.Created()}
 	if put {
+		delete(b.released, key)
 		if err := json.Unmarshal(e.Value(), &ne.rec); err != nil {
 			b.log.Warn("ronin: key holds a value Ronin did not write; treating it as free", "key", key, "rev", rev)
 		}
@@ -521,9 +526,7 @@ func (b *Bucket) acquireWrite(ctx context.Context, key string, rec record, casRe
 func (b *Bucket) Release(ctx context.Context, l *Lease) error {
 	b.mu.Lock()
 	b.endLeaseLocked(l.key, ^uint64(0))
-	if b.reg.closed() {
-		b.released[l.key] = struct{}{}
-	}
+	b.released[l.key] = struct{}{}
 	b.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
 	defer cancel()

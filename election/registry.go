@@ -94,9 +94,8 @@ func (r *Registry) closed() bool {
 }
 
 // Close makes every running user resign and waits for them, up to timeout.
-// It reports whether all of them returned in time. A bucket's last user,
-// on its way out, waits (bounded) until the keys it released have new
-// holders, so that their writes do not go to a server about to stop.
+// It reports whether all of them returned in time. (A bucket's last user,
+// on its way out, waits a moment for successors: see awaitSuccessors.)
 func (r *Registry) Close(timeout time.Duration) bool {
 	r.mu.Lock()
 	if !r.closed() {
