@@ -132,7 +132,10 @@ func (c *Candidate) LeaderRev() uint64 {
 // candidate takes over in milliseconds, and OnSteppingDown has run before Run
 // returns. It returns nil when ctx ends, ErrClosed when the Manager shuts
 // down, and ErrAlreadyRunning if the candidate is already running. Run may
-// be called again after it returned.
+// be called again after it returned. If it was this node's last user of
+// the bucket, Run first waits (at most 1 s, and only while other nodes are
+// in the bucket) until the key it released has a new holder, so that a
+// server stopped right after does not swallow the successor's write.
 func (c *Candidate) Run(ctx context.Context) error {
 	if !c.mu.TryLock() {
 		return ErrAlreadyRunning

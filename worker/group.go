@@ -99,6 +99,8 @@ func (g *Group) Members() []string {
 // new owner starts) before Run returns. It returns nil when ctx ends and
 // election.ErrClosed when the Manager shuts down. Run may be called again
 // after it returned, to rejoin; not twice at once (ErrAlreadyRunning).
+// Like Candidate.Run, it waits (at most 1 s) for successors of the shards it
+// released before it returns.
 func (g *Group) Run(ctx context.Context) error {
 	if !g.runLock.TryLock() {
 		return election.ErrAlreadyRunning
