@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/internal/store/jsstore"
 	"github.com/nonchan7720/ronin/manager"
 	"github.com/nonchan7720/ronin/shard"
 	"github.com/nonchan7720/ronin/worker"
@@ -38,6 +39,10 @@ var (
 	// ErrClosed means the Manager is shut down; Run returns it when the
 	// Manager shuts down under a running candidate or group.
 	ErrClosed = election.ErrClosed
+	// ErrBucketGone means a bucket was deleted (or deleted and created
+	// anew) while in use: its leaders stepped down, and Run returns it.
+	// Nothing recreates a bucket behind its users' backs.
+	ErrBucketGone = election.ErrBucketGone
 )
 
 // Timeouts of the Manager's own operations.
@@ -80,11 +85,13 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.reg = election.NewRegistry(election.Host{
-		JetStream:       m.node.JetStream(),
-		NodeID:          m.node.NodeID(),
-		Logger:          m.node.Logger(),
-		DefaultReplicas: m.node.DefaultReplicas(),
-		ClusterSize:     m.node.ClusterSize(),
+		Store:              jsstore.Backend{JS: m.node.JetStream(), Description: "Ronin election bucket"},
+		NodeID:             m.node.NodeID(),
+		Logger:             m.node.Logger(),
+		DefaultReplicas:    m.node.DefaultReplicas(),
+		ClusterSize:        m.node.ClusterSize(),
+		Clustered:          m.node.Clustered(),
+		AllowSingleReplica: m.node.AllowSingleReplica(),
 	})
 	return nil
 }

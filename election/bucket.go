@@ -2,69 +2,60 @@ package election
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nonchan7720/ronin/internal/clock"
+	"github.com/nonchan7720/ronin/internal/store"
 )
 
-// Bucket is one node's view of one election bucket: a single wildcard
-// watcher, the node's session, and the leases taken under it. It runs while
-// it has users (see Join) and fans store changes out to subscribers.
+// Bucket is one node's use of one election bucket: the view folded from a
+// single wildcard watcher, the node's session (session.go), the leases
+// taken under it, and the subscriptions that fan changes out. It runs while
+// it has users (see Join).
 type Bucket struct {
 	reg   *Registry
 	spec  BucketSpec
-	kv    jetstream.KeyValue
+	kv    store.Bucket
 	log   *slog.Logger
-	clock clock
+	clock clock.Clock
 
 	renewFailures atomic.Uint64
 
-	mu        sync.Mutex
-	users     int
-	stop      context.CancelFunc
-	stopped   sync.WaitGroup
-	kick      chan struct{}          // wakes the keeper
-	rewatch   chan struct{}          // asks the watch loop to start over
-	synced    bool                   // the watcher delivered its initial values
-	gen       uint64                 // watch generation, to sweep stale entries
-	records   map[string]recordEntry // user keys
-	sessions  map[string]sessionEntry
-	bySession map[string]map[string]struct{} // session id -> keys it holds
-	obs       *observer
-	lastRev   uint64 // highest revision the watcher delivered
-	subs      map[string]map[*Subscription]struct{}
-	allSubs   map[*Subscription]struct{}
-	leases    map[string]*Lease
-	acquiring map[string]struct{} // keys with a CAS write in flight
-	writeSlot chan struct{}       // bounds acquisition writes in flight
-	released  map[string]struct{} // keys released here and not yet taken
-	sess      *session            // current session, nil when there is none
-	dead      []*session          // own lost sessions still to delete
-	ackedRev  uint64              // revision of the last acknowledged renew
-	ackedAt   instant
-	leaving   bool // new sessions start leaving (SetLeaving)
+	mu         sync.Mutex
+	users      int
+	stop       context.CancelFunc
+	stopped    sync.WaitGroup
+	kick       chan struct{} // wakes the keeper
+	rewatch    chan struct{} // asks the watch loop to start over
+	v          *view
+	subs       map[string]map[*Subscription]struct{}
+	allSubs    map[*Subscription]struct{}
+	leases     map[string]*Lease
+	acquiring  map[string]struct{}  // keys with a CAS write in flight
+	writeSlot  chan struct{}        // bounds acquisition writes in flight
+	released   map[string]struct{}  // keys released here and not yet taken
+	suspects   map[string]suspicion // keys whose CAS conflicted with the view
+	grantAfter time.Duration        // monotonic time before which nothing is acquired
+	gone       error                // the bucket was deleted under its users
+	sess       *session             // current session, nil when there is none
+	dead       []*session           // own lost sessions still to delete
+	ackedRev   uint64               // revision of the last acknowledged renew
+	ackedAt    clock.Instant
+	leaving    bool // new sessions start leaving (SetLeaving)
 }
 
-// recordEntry is the last state of an election record.
-type recordEntry struct {
-	rev     uint64
-	present bool // false: deleted (rev is the delete marker's)
-	rec     record
-	gen     uint64
-	at      time.Time // server time of the write
-}
-
-// sessionEntry is the last state of a live session.
-type sessionEntry struct {
+// suspicion is a CAS conflict against the revision the view showed: if the
+// view still shows that revision a RetryPeriod later, the store has
+// something the watcher never delivered (a purge, a delete by hand), and
+// the view is read back (resynced).
+type suspicion struct {
 	rev uint64
-	val sessionValue
-	gen uint64
+	at  time.Duration
 }
 
 // Holder describes who holds a key.
@@ -83,24 +74,29 @@ type Holder struct {
 	Released bool
 }
 
-func newBucket(r *Registry, spec BucketSpec, kv jetstream.KeyValue) *Bucket {
-	return &Bucket{
+func newBucket(r *Registry, spec BucketSpec, opened store.Opened) *Bucket {
+	b := &Bucket{
 		reg:       r,
 		spec:      spec,
-		kv:        kv,
+		kv:        opened.Bucket,
 		log:       r.host.Logger.With("bucket", spec.Name), // the host's logger carries node
-		clock:     newClock(),
-		records:   map[string]recordEntry{},
-		sessions:  map[string]sessionEntry{},
-		bySession: map[string]map[string]struct{}{},
-		obs:       newObserver(spec.TTL, spec.stallGap()),
+		clock:     r.clock,
+		v:         newView(spec.TTL, spec.stallGap()),
 		subs:      map[string]map[*Subscription]struct{}{},
 		allSubs:   map[*Subscription]struct{}{},
 		leases:    map[string]*Lease{},
 		acquiring: map[string]struct{}{},
 		writeSlot: make(chan struct{}, maxAcquireWrites),
 		released:  map[string]struct{}{},
+		suspects:  map[string]suspicion{},
 	}
+	// A bucket younger than a TTL may be a new incarnation of a deleted
+	// one whose holders are still inside their deadlines: nothing is
+	// acquired in it before it is a TTL old.
+	if opened.Age < spec.TTL {
+		b.grantAfter = b.clock.Now().Mono + spec.TTL - opened.Age
+	}
+	return b
 }
 
 // maxAcquireWrites bounds the acquisition writes one node has in flight in
@@ -118,8 +114,20 @@ func (b *Bucket) NodeID() string { return b.reg.host.NodeID }
 // Registry is the registry that opened the bucket.
 func (b *Bucket) Registry() *Registry { return b.reg }
 
+// Clock is the node's clock.
+func (b *Bucket) Clock() clock.Clock { return b.clock }
+
 // RenewFailures counts this node's failed session renewals in the bucket.
 func (b *Bucket) RenewFailures() uint64 { return b.renewFailures.Load() }
+
+// Err returns an error wrapping ErrBucketGone once the bucket was deleted
+// under its users; nil before. Users stop when it is set: their leases have
+// ended and nothing will be acquired in it again.
+func (b *Bucket) Err() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.gone
+}
 
 // Join adds a user. The first user starts the watcher and the session; the
 // returned func removes the user, and the last one deletes the session and
@@ -168,16 +176,16 @@ const successorWait = time.Second
 // for a whole request timeout. Keys nobody else campaigns for just cost the
 // timeout.
 func (b *Bucket) awaitSuccessors(timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	deadline := b.clock.Now().Mono + timeout
+	for b.clock.Now().Mono < deadline {
 		b.mu.Lock()
-		if len(b.sessions) <= 1 && b.sess != nil {
+		if b.gone != nil || len(b.v.sessions) <= 1 && b.sess != nil {
 			b.mu.Unlock()
 			return // no other node in the bucket: nobody to wait for
 		}
 		pending := 0
 		for key := range b.released {
-			if h, _ := b.holderLocked(key); h.Candidate == "" {
+			if h, _ := b.v.holder(key); h.Candidate == "" {
 				pending++
 			}
 		}
@@ -185,22 +193,25 @@ func (b *Bucket) awaitSuccessors(timeout time.Duration) {
 		if pending == 0 {
 			return
 		}
-		time.Sleep(time.Millisecond)
+		clock.Sleep(context.Background(), b.clock, time.Millisecond)
 	}
 }
 
 // Subscription delivers a signal on C whenever what it watches may have
 // changed. Signals coalesce: C has room for one.
 type Subscription struct {
-	C   chan struct{}
+	c   chan struct{}
 	key string
 	all bool
 }
 
+// C is the subscription's signal channel.
+func (s *Subscription) C() <-chan struct{} { return s.c }
+
 // Subscribe returns a subscription to changes of key, of the node's session
 // and of the bucket's view as a whole (resync).
 func (b *Bucket) Subscribe(key string) *Subscription {
-	s := &Subscription{C: make(chan struct{}, 1), key: key}
+	s := &Subscription{c: make(chan struct{}, 1), key: key}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.subs[key] == nil {
@@ -213,7 +224,7 @@ func (b *Bucket) Subscribe(key string) *Subscription {
 // SubscribeAll returns a subscription to every change in the bucket,
 // membership included.
 func (b *Bucket) SubscribeAll() *Subscription {
-	s := &Subscription{C: make(chan struct{}, 1), all: true}
+	s := &Subscription{c: make(chan struct{}, 1), all: true}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.allSubs[s] = struct{}{}
@@ -236,7 +247,7 @@ func (b *Bucket) Unsubscribe(s *Subscription) {
 
 func (s *Subscription) signal() {
 	select {
-	case s.C <- struct{}{}:
+	case s.c <- struct{}{}:
 	default:
 	}
 }
@@ -268,34 +279,15 @@ func (b *Bucket) notifyAllLocked() {
 func (b *Bucket) Holder(key string) (Holder, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	h, _ := b.holderLocked(key)
-	return h, b.synced
-}
-
-// holderLocked returns the holder of key and the revision a CAS write must
-// expect to take it.
-func (b *Bucket) holderLocked(key string) (Holder, uint64) {
-	e := b.records[key]
-	if !e.present {
-		return Holder{Since: e.at, Released: e.rev != 0}, e.rev
-	}
-	if _, live := b.sessions[e.rec.Session]; !live {
-		return Holder{Since: e.at}, e.rev
-	}
-	return Holder{Candidate: e.rec.Candidate, Node: e.rec.Node, Rev: e.rev, Since: e.at}, e.rev
+	h, _ := b.v.holder(key)
+	return h, b.v.synced
 }
 
 // Holders returns the live holder of every held key in this node's view.
 func (b *Bucket) Holders() map[string]Holder {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make(map[string]Holder, len(b.records))
-	for key := range b.records {
-		if h, _ := b.holderLocked(key); h.Candidate != "" {
-			out[key] = h
-		}
-	}
-	return out
+	return b.v.holders()
 }
 
 // Members returns the sorted, distinct nodes with a live session in the
@@ -303,30 +295,29 @@ func (b *Bucket) Holders() map[string]Holder {
 func (b *Bucket) Members() ([]string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []string
-	for _, s := range b.sessions {
-		if !s.val.Leaving {
-			out = append(out, s.val.Node)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out), b.synced
+	return b.v.members(), b.v.synced
 }
 
 // watchLoop keeps one wildcard watcher running and applies what it delivers.
 func (b *Bucket) watchLoop(ctx context.Context) {
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && b.Err() == nil {
+		// A watcher may follow a bucket of the same name created anew
+		// (its sequences and sessions mean nothing here): check first.
+		if err := b.kv.Check(ctx); b.checkGone(err) {
+			return
+		}
 		wctx, cancel := context.WithCancel(ctx)
-		w, err := b.kv.WatchAll(wctx)
+		w, err := b.kv.Watch(wctx)
 		if err != nil {
 			cancel()
-			b.log.Warn("ronin: watch failed", "err", err)
-			sleepCtx(ctx, b.spec.RetryPeriod)
+			if !b.checkGone(err) {
+				b.log.Warn("ronin: watch failed", "err", err)
+			}
+			clock.Sleep(ctx, b.clock, b.spec.RetryPeriod)
 			continue
 		}
 		b.mu.Lock()
-		b.synced = false
-		b.gen++
+		b.v.resync()
 		b.mu.Unlock()
 		b.consume(ctx, w)
 		_ = w.Stop()
@@ -336,13 +327,13 @@ func (b *Bucket) watchLoop(ctx context.Context) {
 
 // consume applies the updates of w until ctx ends, w closes, or a rewatch
 // is requested.
-func (b *Bucket) consume(ctx context.Context, w jetstream.KeyWatcher) {
+func (b *Bucket) consume(ctx context.Context, w store.Watcher) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-b.rewatch:
-			b.log.Warn("ronin: watcher lags behind this node's own writes; restarting it")
+			b.log.Info("ronin: re-reading the bucket (watcher stuck, or the store has writes it never delivered)")
 			return
 		case e, ok := <-w.Updates():
 			if !ok {
@@ -350,121 +341,81 @@ func (b *Bucket) consume(ctx context.Context, w jetstream.KeyWatcher) {
 			}
 			b.mu.Lock()
 			if e == nil {
-				b.syncedLocked()
+				b.finishSyncLocked()
 			} else {
-				b.applyLocked(e)
+				b.applyLocked(*e)
 			}
 			b.mu.Unlock()
 		}
 	}
 }
 
-// syncedLocked completes a (re)sync: entries of older generations were
-// deleted while nobody watched, and everyone looks again. Countdowns of
-// sessions whose revision did not change keep running.
-func (b *Bucket) syncedLocked() {
-	for key, e := range b.records {
-		if e.gen != b.gen {
-			b.unindexLocked(key, e)
-			delete(b.records, key)
-			b.endLeaseLocked(key, ^uint64(0))
-		}
+// requestRewatchLocked makes the watch loop start a new watcher: a full
+// re-read of the bucket.
+func (b *Bucket) requestRewatchLocked() {
+	select {
+	case b.rewatch <- struct{}{}:
+	default:
 	}
-	for id, s := range b.sessions {
-		if s.gen != b.gen {
-			b.dropSessionLocked(id)
-		}
+}
+
+// finishSyncLocked completes a (re)sync and tells everyone to look again.
+func (b *Bucket) finishSyncLocked() {
+	removed, c := b.v.finishSync(b.clock.Now().Mono)
+	for _, key := range removed {
+		b.endLeaseLocked(key, ^uint64(0))
 	}
-	b.synced = true
-	b.obs.event(b.clock.now().mono)
+	b.reactLocked(c)
 	b.notifyAllLocked()
 }
 
-// applyLocked folds one store entry into the view.
-func (b *Bucket) applyLocked(e jetstream.KeyValueEntry) {
-	now := b.clock.now()
-	b.obs.event(now.mono)
-	rev := e.Revision()
-	b.lastRev = max(b.lastRev, rev)
-	put := e.Operation() == jetstream.KeyValuePut
-	if id, ok := sessionID(e.Key()); ok {
-		b.applySessionLocked(id, rev, put, e.Value(), now)
-		return
+// applyLocked folds one store entry into the view and acts on the change.
+func (b *Bucket) applyLocked(e store.Entry) {
+	c := b.v.apply(e, b.clock.Now().Mono)
+	if c.unreadable {
+		b.log.Warn("ronin: key holds a value Ronin did not write; treating it as free", "key", e.Key, "rev", e.Rev)
 	}
-	key := e.Key()
-	old := b.records[key]
-	b.unindexLocked(key, old)
-	ne := recordEntry{rev: rev, present: put, gen: b.gen, at: e.Created()}
-	if put {
-		delete(b.released, key)
-		if err := json.Unmarshal(e.Value(), &ne.rec); err != nil {
-			b.log.Warn("ronin: key holds a value Ronin did not write; treating it as free", "key", key, "rev", rev)
+	if c.key != "" {
+		if e.Op == store.Put {
+			delete(b.released, c.key)
 		}
-		if b.bySession[ne.rec.Session] == nil {
-			b.bySession[ne.rec.Session] = map[string]struct{}{}
-		}
-		b.bySession[ne.rec.Session][key] = struct{}{}
+		b.endLeaseLocked(c.key, c.rev)
+		b.notifyKeyLocked(c.key)
 	}
-	b.records[key] = ne
-	b.endLeaseLocked(key, rev)
-	b.notifyKeyLocked(key)
+	b.reactLocked(c)
 }
 
-func (b *Bucket) applySessionLocked(id string, rev uint64, put bool, value []byte, now instant) {
-	if !put {
-		b.dropSessionLocked(id)
-		if b.sess != nil && b.sess.id == id {
-			b.log.Warn("ronin: this node's session was deleted by another node", "session", id, "rev", rev)
-			b.loseSessionLocked(b.sess)
-		}
-		return
-	}
-	var v sessionValue
-	if err := json.Unmarshal(value, &v); err != nil {
-		b.log.Warn("ronin: unreadable session record", "session", id, "rev", rev)
-	}
-	old, existed := b.sessions[id]
-	b.sessions[id] = sessionEntry{rev: rev, val: v, gen: b.gen}
-	b.obs.seen(id, rev, now.mono)
-	if !existed || old.val != v {
-		b.notifyAllLocked() // membership changed
-	}
-}
-
-// dropSessionLocked forgets a deleted session: the keys it held are free.
-func (b *Bucket) dropSessionLocked(id string) {
-	if _, ok := b.sessions[id]; !ok {
-		return
-	}
-	delete(b.sessions, id)
-	b.obs.gone(id)
-	for key := range b.bySession[id] {
+// reactLocked acts on ended sessions and membership changes.
+func (b *Bucket) reactLocked(c change) {
+	for _, key := range c.freed {
 		b.notifyKeyLocked(key)
 	}
-	b.notifyAllLocked()
-}
-
-func (b *Bucket) unindexLocked(key string, e recordEntry) {
-	if !e.present {
-		return
-	}
-	if set := b.bySession[e.rec.Session]; set != nil {
-		delete(set, key)
-		if len(set) == 0 {
-			delete(b.bySession, e.rec.Session)
+	for _, id := range c.dropped {
+		if b.sess != nil && b.sess.id == id {
+			b.log.Warn("ronin: this node's session was deleted by another node", "session", id)
+			b.loseSessionLocked(b.sess)
 		}
+	}
+	if c.membership {
+		b.notifyAllLocked()
 	}
 }
 
 // TryAcquire makes one attempt to take key for candidate under this node's
 // session: a CAS write expecting the revision at which the key was seen
 // free. It returns ErrHeld if the key is held, ErrNoSession without a valid
-// session or a complete view, and ErrLostRace if another write came first.
+// session or a complete view (or while a new bucket is younger than a
+// TTL), ErrLostRace if another write came first, and an error wrapping
+// ErrBucketGone once the bucket was deleted.
 func (b *Bucket) TryAcquire(ctx context.Context, key, candidate string) (*Lease, error) {
 	b.mu.Lock()
 	s := b.sess
+	now := b.clock.Now()
 	switch {
-	case !b.synced || s == nil || !s.valid(b.clock.now()):
+	case b.gone != nil:
+		b.mu.Unlock()
+		return nil, b.gone
+	case !b.v.synced || s == nil || !s.valid(now) || now.Mono < b.grantAfter:
 		b.mu.Unlock()
 		return nil, ErrNoSession
 	}
@@ -472,7 +423,7 @@ func (b *Bucket) TryAcquire(ctx context.Context, key, candidate string) (*Lease,
 		b.mu.Unlock()
 		return nil, ErrLostRace
 	}
-	h, casRev := b.holderLocked(key)
+	h, casRev := b.v.holder(key)
 	if h.Candidate != "" {
 		b.mu.Unlock()
 		return nil, ErrHeld
@@ -487,22 +438,35 @@ func (b *Bucket) TryAcquire(ctx context.Context, key, candidate string) (*Lease,
 	delete(b.acquiring, key)
 	if err != nil {
 		if isCASConflict(err) {
+			b.suspectLocked(key, casRev)
 			return nil, ErrLostRace
+		}
+		if b.checkGoneLocked(err) {
+			return nil, b.gone
 		}
 		return nil, err
 	}
-	if b.sess != s || !s.valid(b.clock.now()) {
+	if b.sess != s || !s.valid(b.clock.Now()) {
 		// Won the write but the session ended meanwhile: the record points
 		// at a dead session, which frees it, or reconcile deletes it.
 		b.kickLocked()
 		return nil, ErrNoSession
 	}
-	if e := b.records[key]; e.rev > rev {
+	if e := b.v.records[key]; e.rev > rev {
 		return nil, ErrLostRace // already replaced in our view
 	}
-	l := &Lease{b: b, key: key, candidate: candidate, rev: rev, sess: s, done: make(chan struct{})}
+	l := newLease(b, key, candidate, rev, s)
 	b.leases[key] = l
 	return l, nil
+}
+
+// suspectLocked notes a CAS conflict on key against revision rev of the
+// view; the keeper resyncs if the view has not moved past rev a
+// RetryPeriod later.
+func (b *Bucket) suspectLocked(key string, rev uint64) {
+	if _, ok := b.suspects[key]; !ok {
+		b.suspects[key] = suspicion{rev: rev, at: b.clock.Now().Mono}
+	}
 }
 
 // acquireWrite makes the CAS write of an acquisition once a write slot is
@@ -530,10 +494,12 @@ func (b *Bucket) Release(ctx context.Context, l *Lease) error {
 	b.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
 	defer cancel()
-	err := b.kv.Delete(rctx, l.key, jetstream.LastRevision(l.rev))
+	err := b.kv.Delete(rctx, l.key, l.rev)
 	if err != nil && !isCASConflict(err) {
 		b.mu.Lock()
-		b.kickLocked()
+		if !b.checkGoneLocked(err) {
+			b.kickLocked()
+		}
 		b.mu.Unlock()
 		return err
 	}
@@ -575,19 +541,34 @@ func (b *Bucket) kickLocked() {
 	}
 }
 
-// isCASConflict reports whether err means another write came first. NATS
-// reports it as ErrKeyExists (create) or ErrKeyRevisionMismatch (update and
-// delete; on replicated streams also code 10164 while another write to the
-// key is in flight, which nats.go maps to the same errors).
-func isCASConflict(err error) bool {
-	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+// checkGone marks the bucket gone if err says it was deleted, and reports
+// whether it did.
+func (b *Bucket) checkGone(err error) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.checkGoneLocked(err)
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+// checkGoneLocked marks the bucket gone if err wraps store.ErrBucketGone:
+// every lease ends now, the session is abandoned (its record went with the
+// bucket), the registry forgets the bucket so that nothing here recreates
+// it behind its users' backs, and users return the error.
+func (b *Bucket) checkGoneLocked(err error) bool {
+	if !errors.Is(err, store.ErrBucketGone) {
+		return false
 	}
+	if b.gone == nil {
+		b.gone = fmt.Errorf("%w (bucket %q)", err, b.spec.Name)
+		b.log.Error("ronin: the bucket was deleted while in use; every leader in it steps down", "err", err)
+		if b.sess != nil {
+			b.loseSessionLocked(b.sess)
+		}
+		b.dead = nil
+		b.reg.forget(b)
+		b.notifyAllLocked()
+	}
+	return true
 }
+
+// isCASConflict reports whether err means another write came first.
+func isCASConflict(err error) bool { return errors.Is(err, store.ErrConflict) }

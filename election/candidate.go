@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/nonchan7720/ronin/internal/clock"
 )
 
 // CandidateConfig configures a candidate for one key of one bucket.
@@ -131,8 +133,10 @@ func (c *Candidate) LeaderRev() uint64 {
 // resigns: if leading it releases the key at once, so that the next
 // candidate takes over in milliseconds, and OnSteppingDown has run before Run
 // returns. It returns nil when ctx ends, ErrClosed when the Manager shuts
-// down, and ErrAlreadyRunning if the candidate is already running. Run may
-// be called again after it returned. If it was this node's last user of
+// down, an error wrapping ErrBucketGone when the bucket is deleted under it
+// (leadership ends at once; nothing here recreates the bucket), and
+// ErrAlreadyRunning if the candidate is already running. Run may be called
+// again after it returned. If it was this node's last user of
 // the bucket, Run first waits (at most 1 s, and only while other nodes are
 // in the bucket) until the key it released has a new holder, so that a
 // server stopped right after does not swallow the successor's write.
@@ -155,11 +159,15 @@ func (c *Candidate) Run(ctx context.Context) error {
 
 	var observed string
 	known := false
-	retry := time.NewTimer(0)
+	retry := clock.NewTimer(c.bucket.clock, 0)
 	defer retry.Stop()
 	for {
 		if l := c.lease.Load(); l != nil && !l.Valid() {
 			c.stepDown()
+		}
+		if err := c.bucket.Err(); err != nil {
+			c.stepDown()
+			return err
 		}
 		h, synced := c.bucket.Holder(c.cfg.KeyName)
 		if synced && (!known || h.Candidate != observed) {
@@ -181,7 +189,7 @@ func (c *Candidate) Run(ctx context.Context) error {
 		case <-c.bucket.reg.Closing():
 			c.resign()
 			return ErrClosed
-		case <-sub.C:
+		case <-sub.C():
 		case <-leaseDone:
 		case <-retry.C:
 		}
@@ -190,7 +198,7 @@ func (c *Candidate) Run(ctx context.Context) error {
 
 // campaign makes one attempt to take the key; after a failure other than a
 // lost race it arms retry for a later attempt.
-func (c *Candidate) campaign(ctx context.Context, retry *time.Timer) {
+func (c *Candidate) campaign(ctx context.Context, retry *clock.ChanTimer) {
 	l, err := c.bucket.TryAcquire(ctx, c.cfg.KeyName, c.cfg.CandidateID)
 	switch {
 	case err == nil:
@@ -201,9 +209,9 @@ func (c *Candidate) campaign(ctx context.Context, retry *time.Timer) {
 		}
 	case errors.Is(err, ErrHeld), errors.Is(err, ErrLostRace):
 		// The watcher will show the winner.
-	case errors.Is(err, ErrNoSession):
-		// The bucket signals every subscriber when the session starts or
-		// the view is complete again: campaigning before is pointless.
+	case errors.Is(err, ErrNoSession), errors.Is(err, ErrBucketGone):
+		// The bucket signals every subscriber when the session starts, the
+		// view is complete again, or the bucket is gone.
 	default:
 		c.log.Debug("ronin: campaign failed", "err", err)
 		retry.Reset(c.bucket.spec.RetryPeriod / 4)

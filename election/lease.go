@@ -1,158 +1,88 @@
 package election
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
-// instant is one reading of both clocks: monotonic time since the clock's
-// anchor, and the wall clock. Keeping both explicit lets tests build
-// readings where the two disagree, as after a suspend or an NTP step.
-type instant struct {
-	mono time.Duration
-	wall time.Time
+// Lease is one term of leadership of a key, taken under this node's session.
+type Lease struct {
+	b         *Bucket
+	key       string
+	candidate string
+	rev       uint64
+	sess      *session
+
+	mu    sync.Mutex
+	done  chan struct{}
+	ended bool
+	onEnd []func()
 }
 
-// clock reads instants. The zero anchor is replaced on first use.
-type clock struct{ anchor time.Time }
-
-func newClock() clock { return clock{anchor: time.Now()} }
-
-func (c clock) now() instant {
-	t := time.Now()
-	return instant{mono: t.Sub(c.anchor), wall: t.Round(0)}
+func newLease(b *Bucket, key, candidate string, rev uint64, s *session) *Lease {
+	return &Lease{b: b, key: key, candidate: candidate, rev: rev, sess: s, done: make(chan struct{})}
 }
 
-// add moves both clocks by d.
-func (i instant) add(d time.Duration) instant {
-	return instant{mono: i.mono + d, wall: i.wall.Add(d)}
-}
+// Key is the leased key.
+func (l *Lease) Key() string { return l.key }
 
-// deadline is a holder's lease deadline on both of its clocks. It is valid
-// while the monotonic clock and the wall clock are both before it: the
-// monotonic reading is immune to wall-clock steps, the wall reading catches a
-// suspended machine, whose monotonic clock stood still while others' ran.
-type deadline instant
+// Rev is the lease's fencing token: the revision of the record that took the
+// key. It is greater than every token issued before for any key of the bucket.
+func (l *Lease) Rev() uint64 { return l.rev }
 
-// newDeadline is the deadline of a renew sent at sent: sent + renewDeadline.
-func newDeadline(sent instant, renewDeadline time.Duration) deadline {
-	return deadline(sent.add(renewDeadline))
-}
+// Done is closed when the term ends: released, taken over, or the session's
+// deadline passed. It closes at the latest at that deadline.
+func (l *Lease) Done() <-chan struct{} { return l.done }
 
-// valid reports whether now is before the deadline on both clocks.
-func (d deadline) valid(now instant) bool {
-	return now.mono < d.mono && now.wall.Before(d.wall)
-}
-
-// remaining is the time left by the monotonic clock; zero once invalid.
-func (d deadline) remaining(now instant) time.Duration {
-	if !d.valid(now) {
-		return 0
-	}
-	return d.mono - now.mono
-}
-
-// clocksAgree reports whether the wall clock and the monotonic clock advanced
-// by the same amount (within margin) between two readings. A machine that was
-// suspended shows more wall time than monotonic time.
-func clocksAgree(earlier, now instant, margin time.Duration) bool {
-	diff := now.wall.Sub(earlier.wall) - (now.mono - earlier.mono)
-	return diff <= margin && diff >= -margin
-}
-
-// observer implements observer-clock expiry (client-go's rule): a session
-// whose revision has not changed for ttl, by the observer's own monotonic
-// clock, may be killed by a CAS delete at exactly that revision. It has no
-// I/O and no goroutines; callers pass the monotonic time.
-type observer struct {
-	ttl       time.Duration
-	stallGap  time.Duration
-	sessions  map[string]observation
-	lastEvent time.Duration
-	started   bool
-}
-
-// observation is the last revision of a session and when it was first seen.
-type observation struct {
-	rev  uint64
-	seen time.Duration // monotonic
-}
-
-// expiredSession names a session that may be killed at rev.
-type expiredSession struct {
-	id  string
-	rev uint64
-}
-
-func newObserver(ttl, stallGap time.Duration) *observer {
-	return &observer{ttl: ttl, stallGap: stallGap, sessions: map[string]observation{}}
-}
-
-// event records that the store delivered something at now.
-func (o *observer) event(now time.Duration) {
-	o.lastEvent, o.started = now, true
-}
-
-// silent reports whether nothing was delivered for longer than stallGap:
-// this node's view may be stale, so nothing is expired until it is fresh
-// again. Every live session renews each RetryPeriod, so a working store and
-// watcher are never silent that long. (Expiring on a stale view would still
-// be safe, since the kill is a CAS at the revision seen; it would only waste
-// writes.) A stall does not restart countdowns: a session whose revision is
-// unchanged once the view is fresh again has not renewed since it was seen,
-// and a holder rides out a store outage shorter than its RenewDeadline
-// because RenewDeadline < TTL.
-func (o *observer) silent(now time.Duration) bool {
-	return o.started && now-o.lastEvent > o.stallGap
-}
-
-// postpone moves session id's expiry to at, after a failed expiry attempt.
-func (o *observer) postpone(id string, at time.Duration) {
-	if s, ok := o.sessions[id]; ok {
-		s.seen = at - o.ttl
-		o.sessions[id] = s
-	}
-}
-
-// seen records revision rev of session id at now. The countdown restarts
-// only when the revision changes.
-func (o *observer) seen(id string, rev uint64, now time.Duration) {
-	if s, ok := o.sessions[id]; ok && s.rev == rev {
+// OnEnd calls f when the term ends, synchronously on the goroutine that
+// ends it (at once if it has ended). f must be quick and must not block:
+// cancelling a context is what it is for, so that contexts derived from a
+// handler's ctx are cancelled without a goroutine hop.
+func (l *Lease) OnEnd(f func()) {
+	l.mu.Lock()
+	if l.ended {
+		l.mu.Unlock()
+		f()
 		return
 	}
-	o.sessions[id] = observation{rev: rev, seen: now}
+	l.onEnd = append(l.onEnd, f)
+	l.mu.Unlock()
 }
 
-// gone forgets a deleted session.
-func (o *observer) gone(id string) { delete(o.sessions, id) }
-
-// expired lists the sessions, other than skip, unchanged for ttl at now;
-// none while the store is silent.
-func (o *observer) expired(now time.Duration, skip string) []expiredSession {
-	if o.silent(now) {
-		return nil
+// Valid reports whether the holder may act now. It reads both clocks on
+// every call, so a process that was paused never acts on a stale lease even
+// before any of its goroutines has run.
+func (l *Lease) Valid() bool {
+	select {
+	case <-l.done:
+		return false
+	default:
 	}
-	var out []expiredSession
-	for id, s := range o.sessions {
-		if id != skip && now-s.seen >= o.ttl {
-			out = append(out, expiredSession{id: id, rev: s.rev})
-		}
-	}
-	return out
+	return l.sess.valid(l.b.clock.Now())
 }
 
-// nextExpiry is the earliest time at which some session other than skip
-// expires, and whether there is one; none while the store is silent.
-func (o *observer) nextExpiry(now time.Duration, skip string) (time.Duration, bool) {
-	if o.silent(now) {
-		return 0, false
+// Remaining is the time left before the lease's deadline; zero once invalid.
+func (l *Lease) Remaining() time.Duration {
+	select {
+	case <-l.done:
+		return 0
+	default:
 	}
-	var next time.Duration
-	found := false
-	for id, s := range o.sessions {
-		if id == skip {
-			continue
-		}
-		if at := s.seen + o.ttl; !found || at < next {
-			next, found = at, true
-		}
+	return l.sess.remaining(l.b.clock.Now())
+}
+
+func (l *Lease) end() {
+	l.mu.Lock()
+	if l.ended {
+		l.mu.Unlock()
+		return
 	}
-	return next, found
+	l.ended = true
+	close(l.done)
+	fs := l.onEnd
+	l.onEnd = nil
+	l.mu.Unlock()
+	for _, f := range fs {
+		f()
+	}
 }

@@ -2,21 +2,24 @@ package election
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nonchan7720/ronin/internal/clock"
+	"github.com/nonchan7720/ronin/internal/store"
 )
 
 // Host is what the election layer needs from the node it runs on.
 type Host struct {
-	// JetStream is the shared JetStream context of the Manager.
-	JetStream jetstream.JetStream
+	// Store opens the node's buckets (JetStream in production).
+	Store store.Backend
+	// Clock is the node's clock; nil means the real one.
+	Clock clock.Clock
 	// NodeID names this node in records and sessions.
 	NodeID string
 	// Logger receives the layer's structured logs.
@@ -26,6 +29,12 @@ type Host struct {
 	// ClusterSize is the number of servers, 0 when unknown. A bucket with
 	// more replicas than servers is refused.
 	ClusterSize int
+	// Clustered reports that the store is a cluster of servers: a bucket
+	// with one replica would keep every fencing token on one disk, so it is
+	// refused unless AllowSingleReplica is set.
+	Clustered bool
+	// AllowSingleReplica accepts Replicas 1 in a cluster knowingly.
+	AllowSingleReplica bool
 }
 
 // BucketSpec is the settings of one bucket. Every user of a bucket, in this
@@ -56,6 +65,7 @@ const (
 // all users agree on its settings, and shuts them down in order.
 type Registry struct {
 	host    Host
+	clock   clock.Clock
 	mu      sync.Mutex
 	buckets map[string]*Bucket
 	closing chan struct{}
@@ -64,7 +74,7 @@ type Registry struct {
 
 // NewRegistry returns a registry for host.
 func NewRegistry(h Host) *Registry {
-	return &Registry{host: h, buckets: map[string]*Bucket{}, closing: make(chan struct{})}
+	return &Registry{host: h, clock: clock.OrReal(h.Clock), buckets: map[string]*Bucket{}, closing: make(chan struct{})}
 }
 
 // Closing is closed when Close starts: running candidates and groups resign.
@@ -104,17 +114,21 @@ func (r *Registry) Close(timeout time.Duration) bool {
 	r.mu.Unlock()
 	done := make(chan struct{})
 	go func() { r.runs.Wait(); close(done) }()
+	t := clock.NewTimer(r.clock, timeout)
+	defer t.Stop()
 	select {
 	case <-done:
 		return true
-	case <-time.After(timeout):
+	case <-t.C:
 		return false
 	}
 }
 
 // Bucket returns the bucket named by spec, opening (creating if needed) its
 // store on first use. It fails with ErrInvalidConfig for bad settings and
-// ErrBucketMismatch when the bucket is in use with other settings.
+// ErrBucketMismatch when the bucket is in use with other settings. A
+// bucket that was deleted while in use is forgotten (see Bucket.Err), so
+// that only such an explicit call opens (or creates) it again.
 func (r *Registry) Bucket(ctx context.Context, spec BucketSpec) (*Bucket, error) {
 	spec, err := r.resolve(spec)
 	if err != nil {
@@ -131,13 +145,26 @@ func (r *Registry) Bucket(ctx context.Context, spec BucketSpec) (*Bucket, error)
 		}
 		return b, nil
 	}
-	kv, err := openKV(ctx, r.host.JetStream, spec)
+	opened, err := r.host.Store.Open(ctx, store.Spec{Name: spec.Name, Replicas: spec.Replicas, Metadata: bucketMetadata(spec)})
 	if err != nil {
 		return nil, err
 	}
-	b := newBucket(r, spec, kv)
+	if err := checkExisting(spec, opened); err != nil {
+		return nil, err
+	}
+	b := newBucket(r, spec, opened)
 	r.buckets[spec.Name] = b
 	return b, nil
+}
+
+// forget drops b, deleted under its users, so that a later Bucket call
+// opens the name afresh.
+func (r *Registry) forget(b *Bucket) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.buckets[b.spec.Name] == b {
+		delete(r.buckets, b.spec.Name)
+	}
 }
 
 // resolve fills defaults and validates a spec.
@@ -157,6 +184,8 @@ func (r *Registry) resolve(spec BucketSpec) (BucketSpec, error) {
 		return spec, fmt.Errorf("%w: Replicas %d: must be between 1 and 5", ErrInvalidConfig, spec.Replicas)
 	case r.host.ClusterSize > 0 && spec.Replicas > r.host.ClusterSize:
 		return spec, fmt.Errorf("%w: Replicas %d: more than the %d server(s) of this cluster", ErrInvalidConfig, spec.Replicas, r.host.ClusterSize)
+	case spec.Replicas == 1 && r.host.Clustered && !r.host.AllowSingleReplica:
+		return spec, fmt.Errorf("%w: Replicas %d in a cluster: one server's disk would hold the only copy of every fencing token (set ServerConfig.AllowSingleReplica to accept that)", ErrInvalidConfig, spec.Replicas)
 	}
 	return spec, nil
 }
@@ -191,86 +220,27 @@ func bucketMetadata(spec BucketSpec) map[string]string {
 	return md
 }
 
-// openKV opens the bucket's store, creating it if it does not exist, and
-// checks that an existing one was made with the same settings. Transient
-// errors while JetStream warms up are retried until ctx ends.
-func openKV(ctx context.Context, js jetstream.JetStream, spec BucketSpec) (jetstream.KeyValue, error) {
-	want := bucketMetadata(spec)
-	backoff := 50 * time.Millisecond
-	for {
-		// Each attempt gets its own short timeout: while a restarted cluster
-		// recovers, the JetStream API may not answer at all.
-		actx, cancel := context.WithTimeout(ctx, openAttemptTimeout)
-		kv, err := openKVOnce(actx, js, spec, want)
-		cancel()
-		if err == nil || errors.Is(err, ErrBucketMismatch) {
-			return kv, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("ronin: open bucket %q: %w (last error: %v)", spec.Name, ctx.Err(), err)
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Second)
+// checkExisting compares an opened bucket's stored settings with spec.
+func checkExisting(spec BucketSpec, o store.Opened) error {
+	if o.Created {
+		return nil
 	}
-}
-
-// openAttemptTimeout bounds one attempt of openKV.
-const openAttemptTimeout = 2 * time.Second
-
-// openKVOnce makes one attempt to open or create the bucket.
-func openKVOnce(ctx context.Context, js jetstream.JetStream, spec BucketSpec, want map[string]string) (jetstream.KeyValue, error) {
-	for {
-		kv, err := js.KeyValue(ctx, spec.Name)
-		if err == nil {
-			if err := checkExisting(ctx, js, spec, want); err != nil {
-				return nil, err
-			}
-			return kv, nil
-		}
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-				Bucket:      spec.Name,
-				Description: "Ronin election bucket",
-				History:     1,
-				Replicas:    spec.Replicas,
-				Storage:     jetstream.FileStorage,
-				Metadata:    want,
-			})
-			if err == nil {
-				return kv, nil
-			}
-		}
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNameInUse {
-			continue // created concurrently by another node: open it
-		}
-		return nil, err
-	}
-}
-
-// checkExisting compares an existing bucket's stream with spec.
-func checkExisting(ctx context.Context, js jetstream.JetStream, spec BucketSpec, want map[string]string) error {
-	st, err := js.Stream(ctx, "KV_"+spec.Name)
-	if err != nil {
-		return fmt.Errorf("ronin: open bucket %q: %w", spec.Name, err)
-	}
-	cfg := st.CachedInfo().Config
-	if cfg.Metadata[metaProtocol] == "" {
+	if o.Metadata[metaProtocol] == "" {
 		return fmt.Errorf("%w: bucket %q exists but was not created by Ronin", ErrBucketMismatch, spec.Name)
 	}
-	if cfg.Replicas != spec.Replicas {
-		return fmt.Errorf("%w: bucket %q exists with Replicas %d, not %d", ErrBucketMismatch, spec.Name, cfg.Replicas, spec.Replicas)
+	if o.Replicas != spec.Replicas {
+		return fmt.Errorf("%w: bucket %q exists with Replicas %d, not %d", ErrBucketMismatch, spec.Name, o.Replicas, spec.Replicas)
 	}
-	for k, v := range cfg.Metadata {
-		if k == metaProtocol || k == metaTTL || len(k) > len(metaLabel) && k[:len(metaLabel)] == metaLabel {
+	want := bucketMetadata(spec)
+	for k, v := range o.Metadata {
+		if k == metaProtocol || k == metaTTL || strings.HasPrefix(k, metaLabel) {
 			if want[k] != v {
 				return fmt.Errorf("%w: bucket %q exists with %s %s, not %s", ErrBucketMismatch, spec.Name, metaName(k), v, orNone(want[k]))
 			}
 		}
 	}
 	for k, v := range want {
-		if _, ok := cfg.Metadata[k]; !ok {
+		if _, ok := o.Metadata[k]; !ok {
 			return fmt.Errorf("%w: bucket %q exists without %s, not %s", ErrBucketMismatch, spec.Name, metaName(k), v)
 		}
 	}
@@ -284,7 +254,7 @@ func metaName(k string) string {
 		return "TTL"
 	case k == metaProtocol:
 		return "protocol version"
-	case len(k) > len(metaLabel):
+	case strings.HasPrefix(k, metaLabel):
 		return k[len(metaLabel):]
 	}
 	return k

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nonchan7720/ronin/internal/clock"
 )
 
 // session is this node's liveness record in a bucket. Leases taken under it
@@ -19,15 +19,15 @@ type session struct {
 	val      sessionValue // wanted value; guarded by Bucket.mu
 	written  sessionValue // value of the last acknowledged write; keeper only
 	rev      uint64       // last known revision; guarded by Bucket.mu
-	lastSent instant      // send time of the last renew attempt
+	lastSent clock.Instant // send time of the last renew attempt
 	dl       atomic.Pointer[deadline]
 	lost     chan struct{}
 	lostOnce sync.Once
-	timer    *time.Timer // fires at the deadline
+	timer    clock.Timer // fires at the deadline
 }
 
 // valid reports whether leases under s may act at now.
-func (s *session) valid(now instant) bool {
+func (s *session) valid(now clock.Instant) bool {
 	select {
 	case <-s.lost:
 		return false
@@ -38,7 +38,7 @@ func (s *session) valid(now instant) bool {
 }
 
 // remaining is the time left on s at now.
-func (s *session) remaining(now instant) time.Duration {
+func (s *session) remaining(now clock.Instant) time.Duration {
 	if d := s.dl.Load(); d != nil && s.valid(now) {
 		return d.remaining(now)
 	}
@@ -46,24 +46,37 @@ func (s *session) remaining(now instant) time.Duration {
 }
 
 // keeper maintains the node's session and expires others' until ctx ends.
-// It wakes every RetryPeriod, at the next expiry of another session, and
-// when kicked.
+// It wakes every RetryPeriod, at the next expiry of another session, when
+// a new bucket becomes old enough to grant leadership, and when kicked.
 func (b *Bucket) keeper(ctx context.Context) {
-	tick := time.NewTimer(0)
+	tick := clock.NewTimer(b.clock, 0)
 	defer tick.Stop()
 	for {
 		b.maintainSession(ctx)
 		b.expireSessions(ctx)
 		b.reconcile(ctx)
 		b.checkWatcher()
-		wait := b.spec.RetryPeriod
+		b.checkSuspects()
 		b.mu.Lock()
-		if s := b.sess; s != nil {
-			wait = max(0, b.spec.RetryPeriod-(b.clock.now().mono-s.lastSent.mono))
+		if b.gone != nil {
+			b.mu.Unlock()
+			return
 		}
-		now := b.clock.now().mono
-		if next, ok := b.obs.nextExpiry(now, b.ownIDLocked()); ok && b.synced {
-			wait = min(wait, max(0, next-now))
+		now := b.clock.Now()
+		wait := b.spec.RetryPeriod
+		if s := b.sess; s != nil {
+			wait = max(0, b.spec.RetryPeriod-now.Sub(s.lastSent))
+		}
+		if next, ok := b.v.obs.nextExpiry(now.Mono, b.ownIDLocked()); ok && b.v.synced {
+			wait = min(wait, max(0, next-now.Mono))
+		}
+		if b.grantAfter != 0 {
+			if now.Mono >= b.grantAfter {
+				b.grantAfter = 0
+				b.notifyAllLocked() // acquisitions may start
+			} else {
+				wait = min(wait, b.grantAfter-now.Mono)
+			}
 		}
 		kick := b.kick
 		b.mu.Unlock()
@@ -105,8 +118,7 @@ func (b *Bucket) maintainSession(ctx context.Context) {
 		b.createSession(ctx)
 		return
 	}
-	now := b.clock.now()
-	if now.mono-s.lastSent.mono >= b.spec.RetryPeriod || b.valueOutdated(s) {
+	if b.clock.Now().Sub(s.lastSent) >= b.spec.RetryPeriod || b.valueOutdated(s) {
 		b.renew(ctx, s)
 	}
 }
@@ -125,14 +137,16 @@ func (b *Bucket) createSession(ctx context.Context) {
 	b.mu.Lock()
 	s := &session{id: b.NodeID() + "." + hex.EncodeToString(nonce[:]), val: sessionValue{Node: b.NodeID(), Leaving: b.leaving}, lost: make(chan struct{})}
 	b.mu.Unlock()
-	sent := b.clock.now()
+	sent := b.clock.Now()
 	s.lastSent = sent
 	rctx, cancel := context.WithTimeout(ctx, b.spec.renewTimeout())
 	rev, err := b.kv.Create(rctx, sessionKey(s.id), encode(s.val))
 	cancel()
 	if err != nil {
 		b.renewFailures.Add(1)
-		b.log.Warn("ronin: cannot create session", "err", err)
+		if !b.checkGone(err) {
+			b.log.Warn("ronin: cannot create session", "err", err)
+		}
 		return
 	}
 	b.mu.Lock()
@@ -149,9 +163,9 @@ func (b *Bucket) createSession(ctx context.Context) {
 
 // renew extends s by a CAS write on its last revision.
 func (b *Bucket) renew(ctx context.Context, s *session) {
-	sent := b.clock.now()
+	sent := b.clock.Now()
 	margin := b.spec.TTL - b.spec.RenewDeadline
-	if !s.lastSent.wall.IsZero() && !clocksAgree(s.lastSent, sent, margin) {
+	if !s.lastSent.Wall.IsZero() && !clocksAgree(s.lastSent, sent, margin) {
 		b.mu.Lock()
 		b.log.Warn("ronin: wall and monotonic clocks disagree (suspended?); giving up the session", "session", s.id)
 		b.loseSessionLocked(s)
@@ -169,19 +183,25 @@ func (b *Bucket) renew(ctx context.Context, s *session) {
 	defer b.mu.Unlock()
 	if err != nil {
 		b.renewFailures.Add(1)
+		if b.checkGoneLocked(err) {
+			return
+		}
 		if isCASConflict(err) {
 			// A renew whose acknowledgement we lost may have landed. Adopt
 			// the revision we see, without extending the deadline: only an
 			// acknowledged write's send time may extend it.
-			if e, ok := b.sessions[s.id]; ok && e.rev != rev && b.synced {
+			if e, ok := b.v.sessions[s.id]; ok && e.rev != rev && b.v.synced {
 				s.rev = e.rev
 				b.kickLocked()
 				return
 			}
-			if _, ok := b.sessions[s.id]; !ok && b.synced {
+			if _, ok := b.v.sessions[s.id]; !ok && b.v.synced {
 				b.loseSessionLocked(s)
 				return
 			}
+			// The view cannot explain the conflict: the bucket may have
+			// been replaced, or purged. Read the truth back.
+			b.suspectLocked(sessionKey(s.id), rev)
 		}
 		b.log.Debug("ronin: renew failed", "session", s.id, "err", err)
 		return
@@ -190,8 +210,8 @@ func (b *Bucket) renew(ctx context.Context, s *session) {
 	if b.sess != s || !b.extendLocked(s, sent) {
 		return
 	}
-	if b.lastRev >= b.ackedRev {
-		b.ackedAt = b.clock.now() // time the oldest renew not yet seen
+	if b.v.lastRev >= b.ackedRev {
+		b.ackedAt = b.clock.Now() // time the oldest renew not yet seen
 	}
 	b.ackedRev = newRev
 	b.log.Debug("ronin: renewed", "session", s.id, "rev", newRev)
@@ -199,8 +219,8 @@ func (b *Bucket) renew(ctx context.Context, s *session) {
 
 // extendLocked moves s's deadline to sent+RenewDeadline and re-arms its
 // timer. It fails if s is already lost or its deadline already passed.
-func (b *Bucket) extendLocked(s *session, sent instant) bool {
-	now := b.clock.now()
+func (b *Bucket) extendLocked(s *session, sent clock.Instant) bool {
+	now := b.clock.Now()
 	if old := s.dl.Load(); old != nil && !old.valid(now) {
 		b.loseSessionLocked(s) // never resurrect a lease whose deadline passed
 		return false
@@ -216,7 +236,7 @@ func (b *Bucket) extendLocked(s *session, sent instant) bool {
 	}
 	s.dl.Store(&d)
 	if s.timer == nil {
-		s.timer = time.AfterFunc(d.remaining(now), func() { b.expireOwn(s) })
+		s.timer = b.clock.AfterFunc(d.remaining(now), func() { b.expireOwn(s) })
 	} else {
 		s.timer.Reset(d.remaining(now))
 	}
@@ -227,7 +247,7 @@ func (b *Bucket) extendLocked(s *session, sent instant) bool {
 func (b *Bucket) expireOwn(s *session) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	now := b.clock.now()
+	now := b.clock.Now()
 	if d := s.dl.Load(); d != nil && d.valid(now) {
 		s.timer.Reset(d.remaining(now)) // renewed meanwhile
 		return
@@ -253,7 +273,7 @@ func (b *Bucket) loseSessionLocked(s *session) {
 		if b.sess == s {
 			b.sess = nil
 		}
-		if _, stored := b.sessions[s.id]; stored {
+		if _, stored := b.v.sessions[s.id]; stored {
 			b.dead = append(b.dead, s)
 		}
 		b.notifyAllLocked()
@@ -290,7 +310,7 @@ func (b *Bucket) closeSession() {
 func (b *Bucket) deleteSession(ctx context.Context, id string, rev uint64) (bool, error) {
 	rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
 	defer cancel()
-	err := b.kv.Delete(rctx, sessionKey(id), jetstream.LastRevision(rev))
+	err := b.kv.Delete(rctx, sessionKey(id), rev)
 	switch {
 	case err == nil:
 		return true, nil
@@ -305,27 +325,32 @@ func (b *Bucket) deleteSession(ctx context.Context, id string, rev uint64) (bool
 // meanwhile, the delete fails and nothing happens.
 func (b *Bucket) expireSessions(ctx context.Context) {
 	b.mu.Lock()
-	if !b.synced {
+	if !b.v.synced {
 		b.mu.Unlock()
 		return
 	}
-	expired := b.obs.expired(b.clock.now().mono, b.ownIDLocked())
+	expired := b.v.obs.expired(b.clock.Now().Mono, b.ownIDLocked())
 	b.mu.Unlock()
 	for _, e := range expired {
 		deleted, err := b.deleteSession(ctx, e.id, e.rev)
 		b.mu.Lock()
 		switch {
 		case err != nil:
-			b.log.Warn("ronin: cannot expire session", "session", e.id, "rev", e.rev, "err", err)
-			b.obs.postpone(e.id, b.clock.now().mono+b.spec.RetryPeriod)
+			if !b.checkGoneLocked(err) {
+				b.log.Warn("ronin: cannot expire session", "session", e.id, "rev", e.rev, "err", err)
+				b.v.obs.postpone(e.id, e.rev, b.clock.Now().Mono+b.spec.RetryPeriod)
+			}
 		case !deleted:
-			// It renewed after all; the watcher will show the new revision.
-			b.obs.postpone(e.id, b.clock.now().mono+b.spec.RetryPeriod)
+			// It renewed after all, and the watcher will show the new
+			// revision; if it never does, the store holds what the view
+			// lacks (a purge) and the view is read back.
+			b.v.obs.postpone(e.id, e.rev, b.clock.Now().Mono+b.spec.RetryPeriod)
+			b.suspectLocked(sessionKey(e.id), e.rev)
 		default:
 			b.log.Info("ronin: expired a session that stopped renewing", "session", e.id, "rev", e.rev)
 			// The delete marker reaches the watcher soon; stop counting now
 			// so the keeper does not delete twice.
-			b.obs.gone(e.id)
+			b.v.obs.gone(e.id)
 		}
 		b.mu.Unlock()
 	}
@@ -336,7 +361,7 @@ func (b *Bucket) expireSessions(ctx context.Context) {
 func (b *Bucket) reconcile(ctx context.Context) {
 	b.mu.Lock()
 	s := b.sess
-	if s == nil || !b.synced {
+	if s == nil || !b.v.synced {
 		b.mu.Unlock()
 		return
 	}
@@ -345,16 +370,16 @@ func (b *Bucket) reconcile(ctx context.Context) {
 		rev uint64
 	}
 	var todo []stale
-	for key := range b.bySession[s.id] {
+	for key := range b.v.bySession[s.id] {
 		_, busy := b.acquiring[key]
-		if l := b.leases[key]; !busy && (l == nil || l.rev != b.records[key].rev) {
-			todo = append(todo, stale{key, b.records[key].rev})
+		if l := b.leases[key]; !busy && (l == nil || l.rev != b.v.records[key].rev) {
+			todo = append(todo, stale{key, b.v.records[key].rev})
 		}
 	}
 	b.mu.Unlock()
 	for _, st := range todo {
 		rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
-		err := b.kv.Delete(rctx, st.key, jetstream.LastRevision(st.rev))
+		err := b.kv.Delete(rctx, st.key, st.rev)
 		cancel()
 		if err != nil && !isCASConflict(err) {
 			b.log.Debug("ronin: cannot delete a released record; will retry", "key", st.key, "rev", st.rev, "err", err)
@@ -372,14 +397,35 @@ const watcherLagLimit = time.Second
 func (b *Bucket) checkWatcher() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.ackedRev == 0 || b.lastRev >= b.ackedRev {
+	if b.ackedRev == 0 || b.v.lastRev >= b.ackedRev {
 		return
 	}
-	if b.clock.now().mono-b.ackedAt.mono > max(b.spec.stallGap(), watcherLagLimit) {
+	if b.clock.Now().Sub(b.ackedAt) > max(b.spec.stallGap(), watcherLagLimit) {
 		b.ackedRev = 0
-		select {
-		case b.rewatch <- struct{}{}:
-		default:
+		b.requestRewatchLocked()
+	}
+}
+
+// checkSuspects re-reads the bucket when a CAS conflict is still
+// unexplained by the view a RetryPeriod later: the store has writes the
+// watcher never delivered (a purge, a delete by hand) or the bucket was
+// replaced. Without it, a loop that retries only on conflict would spin
+// forever against a view that never changes.
+func (b *Bucket) checkSuspects() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.clock.Now().Mono
+	stale := false
+	for key, sp := range b.suspects {
+		switch {
+		case b.v.rev(key) != sp.rev:
+			delete(b.suspects, key) // the view moved on: explained
+		case now-sp.at >= b.spec.RetryPeriod:
+			stale = true
 		}
+	}
+	if stale {
+		clear(b.suspects)
+		b.requestRewatchLocked()
 	}
 }

@@ -192,7 +192,7 @@ func TestStreamLeaderOutage(t *testing.T) {
 		rs = append(rs, startCandidate(t, c.Manager(i), candidateConfig(fmt.Sprintf("c%d", i), "outage", "k", ttl)))
 	}
 	watchAll(h, "k", rs...)
-	leader := leaderOf(t, 10*time.Second, rs...)
+	leader := leaderOf(t, ttl+10*time.Second, rs...) // a new bucket grants nothing for a TTL
 	tok := leader.LeaderRev()
 	c.Kill(victim)
 	// Watch across the outage and well beyond a renew deadline.
@@ -327,7 +327,7 @@ func TestBucketSettingsMustAgree(t *testing.T) {
 	require.ErrorContains(t, err, "TTL 2s")
 
 	cfg := candidateConfig("b", "shared", "k", 2*time.Second)
-	cfg.Replicas = 1
+	cfg.Replicas = 2
 	_, err = c.Manager(2).NewCandidate(cfg)
 	require.ErrorIs(t, err, ronin.ErrBucketMismatch)
 	require.ErrorContains(t, err, "Replicas 3")

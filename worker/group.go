@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/internal/clock"
 	"github.com/nonchan7720/ronin/shard"
 )
 
@@ -18,6 +19,7 @@ import (
 type Group struct {
 	cfg     Config
 	bucket  *election.Bucket
+	clock   clock.Clock
 	node    string
 	log     *slog.Logger
 	metrics *groupMetrics
@@ -48,6 +50,7 @@ func New(ctx context.Context, reg *election.Registry, cfg Config) (*Group, error
 	g := &Group{
 		cfg:     cfg,
 		bucket:  b,
+		clock:   b.Clock(),
 		node:    b.NodeID(),
 		log:     log.With("bucket", cfg.BucketName),
 		running: map[int]*handlerRun{},
@@ -98,7 +101,9 @@ func (g *Group) Members() []string {
 // one by one (handler ctx cancelled, handler returned, shard released, the
 // new owner starts) before Run returns. It returns nil when ctx ends and
 // election.ErrClosed when the Manager shuts down. Run may be called again
-// after it returned, to rejoin; not twice at once (ErrAlreadyRunning).
+// after it returned, to rejoin; not twice at once (ErrAlreadyRunning). If
+// the group's bucket is deleted under it, every handler is stopped and Run
+// returns an error wrapping election.ErrBucketGone.
 // Like Candidate.Run, it waits (at most 1 s) for successors of the shards it
 // released before it returns.
 func (g *Group) Run(ctx context.Context) error {
@@ -120,11 +125,15 @@ func (g *Group) Run(ctx context.Context) error {
 	defer stopMetrics()
 
 	p := newPlanner(g.cfg, g.node)
-	timer := time.NewTimer(0)
+	timer := clock.NewTimer(g.clock, 0)
 	defer timer.Stop()
 	var work sync.WaitGroup
 	defer work.Wait()
 	for {
+		if err := g.bucket.Err(); err != nil {
+			g.drain(&work) // the leases have ended: this only stops handlers
+			return err
+		}
 		wait := g.step(ctx, p, &work)
 		timer.Reset(wait)
 		select {
@@ -134,7 +143,7 @@ func (g *Group) Run(ctx context.Context) error {
 		case <-g.bucket.Registry().Closing():
 			g.drain(&work)
 			return election.ErrClosed
-		case <-sub.C:
+		case <-sub.C():
 		case <-g.wake:
 		case <-timer.C:
 		}
@@ -150,7 +159,7 @@ func (g *Group) step(ctx context.Context, p *planner, work *sync.WaitGroup) time
 	if !synced {
 		return time.Second
 	}
-	now := time.Now()
+	now := g.clock.Now()
 	wait := p.observe(members, now)
 	holders := g.bucket.Holders()
 	acquire, handoff, retry := p.decide(g.keys, holders, g.snapshot(), now)
@@ -168,6 +177,11 @@ func (g *Group) step(ctx context.Context, p *planner, work *sync.WaitGroup) time
 	for _, id := range handoff {
 		g.mu.Lock()
 		r := g.running[id]
+		if r == nil || r.acquiring || r.moving {
+			// The lease ended and reap forgot the run since the snapshot.
+			g.mu.Unlock()
+			continue
+		}
 		r.moving = true
 		g.mu.Unlock()
 		work.Add(1)
@@ -211,16 +225,13 @@ func (g *Group) acquire(ctx context.Context, id int, was election.Holder) {
 	if was.Released && !was.Since.IsZero() {
 		g.metrics.gap.Record(context.Background(), time.Since(was.Since).Seconds(), g.metrics.attrs)
 	}
-	r := g.start(ctx, id, l)
-	g.mu.Lock()
-	g.running[id] = r
-	g.mu.Unlock()
+	g.start(ctx, id, l)
 }
 
 // handOver stops r's handler (bounded by HandoffTimeout), then releases
 // its shard so that the new target takes it at once.
 func (g *Group) handOver(r *handlerRun) {
-	r.stop(g.cfg.HandoffTimeout, g.log)
+	r.stop(g.clock, g.cfg.HandoffTimeout, g.log)
 	ctx, cancel := context.WithTimeout(context.Background(), g.bucket.Spec().TTL)
 	defer cancel()
 	if err := g.bucket.Release(ctx, r.lease); err != nil {
@@ -237,12 +248,12 @@ func (g *Group) handOver(r *handlerRun) {
 // other nodes plan without it), then hands every shard over, one by one.
 func (g *Group) drain(work *sync.WaitGroup) {
 	g.bucket.SetLeaving(true)
-	deadline := time.Now().Add(g.bucket.Spec().TTL)
-	for time.Now().Before(deadline) {
+	deadline := g.clock.Now().Add(g.bucket.Spec().TTL)
+	for g.clock.Now().Mono < deadline.Mono && g.bucket.Err() == nil {
 		if members, _ := g.bucket.Members(); !slices.Contains(members, g.node) {
 			break
 		}
-		time.Sleep(time.Millisecond)
+		clock.Sleep(context.Background(), g.clock, time.Millisecond)
 	}
 	work.Wait() // acquisitions and moves in flight
 	g.mu.Lock()

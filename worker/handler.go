@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/internal/clock"
 )
 
 // Restart backoff of a failing handler.
@@ -27,11 +28,12 @@ type handlerRun struct {
 	done      chan struct{} // closed when the handler goroutine returned
 }
 
-// leaseContext is a handler's ctx. Done closes when the lease ends or a
-// handoff cancels it; Err also reads the lease's clock on every call, so a
-// handler that checks ctx.Err() before acting never acts after the lease
-// deadline, even in a process that resumes after a pause before its timers
-// have fired.
+// leaseContext is a handler's ctx. Done closes when the lease ends (on the
+// goroutine that ends it, with no further hop, so contexts derived from it
+// are cancelled in the same step) or a handoff cancels it; Err also reads
+// the lease's clock on every call, so a handler that checks ctx.Err()
+// before acting never acts after the lease deadline, even in a process
+// that resumes after a pause before its timers have fired.
 type leaseContext struct {
 	context.Context
 	lease *election.Lease
@@ -48,27 +50,25 @@ func (c leaseContext) Err() error {
 	return nil
 }
 
-// start runs the handler for shard id under lease l. The handler's ctx
-// keeps parent's values but not its cancellation: it is cancelled when the
-// lease ends (at the latest at its deadline) or by a handoff.
-func (g *Group) start(parent context.Context, id int, l *election.Lease) *handlerRun {
+// start registers shard id as owned under lease l and runs its handler.
+// The handler's ctx keeps parent's values but not its cancellation: it is
+// cancelled when the lease ends (at the latest at its deadline) or by a
+// handoff. The run is registered before the handler starts, so a handler
+// that returns at once is reaped, never left behind as owned.
+func (g *Group) start(parent context.Context, id int, l *election.Lease) {
 	inner, cancel := context.WithCancel(context.WithoutCancel(parent))
 	ctx := leaseContext{Context: inner, lease: l}
 	r := &handlerRun{shard: id, lease: l, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		select {
-		case <-l.Done():
-			cancel()
-		case <-inner.Done():
-		}
-	}()
+	g.mu.Lock()
+	g.running[id] = r
+	g.mu.Unlock()
+	l.OnEnd(cancel)
 	go func() {
 		defer close(r.done)
 		g.supervise(ctx, id, l.Rev())
 		g.reap(r)
 		g.signal()
 	}()
-	return r
 }
 
 // supervise runs the handler until ctx ends. A handler that returns (with
@@ -83,12 +83,8 @@ func (g *Group) supervise(ctx context.Context, id int, rev uint64) {
 		}
 		g.metrics.restarts.Add(context.Background(), 1, g.metrics.attrs)
 		g.log.Warn("ronin: shard handler returned while owner; restarting", "shard", id, "rev", rev, "err", err, "backoff", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !clock.Sleep(ctx, g.clock, backoff) {
 			return
-		case <-t.C:
 		}
 		backoff = min(backoff*2, restartBackoffMax)
 	}
@@ -105,9 +101,9 @@ func (g *Group) call(ctx context.Context, id int, rev uint64) (err error) {
 }
 
 // stop cancels the handler and waits up to timeout for it to return.
-func (r *handlerRun) stop(timeout time.Duration, log *slog.Logger) {
+func (r *handlerRun) stop(c clock.Clock, timeout time.Duration, log *slog.Logger) {
 	r.cancel()
-	t := time.NewTimer(timeout)
+	t := clock.NewTimer(c, timeout)
 	defer t.Stop()
 	select {
 	case <-r.done:

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nonchan7720/ronin/balancer"
 	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/internal/clock"
 )
 
 // runState is what this node is doing with a shard.
@@ -38,29 +39,29 @@ type planner struct {
 	self      string
 	adopted   []string             // members the plan uses, sorted
 	current   []string             // live members now, sorted
-	firstSeen map[string]time.Time // members seen but not yet adopted
+	firstSeen map[string]clock.Instant // members seen but not yet adopted
 	plan      []string
-	planAt    time.Time         // when plan last changed
-	freeSince map[int]time.Time // when this node first saw a shard free
+	planAt    clock.Instant         // when plan last changed
+	freeSince map[int]clock.Instant // when this node first saw a shard free
 	reported  map[int]bool      // shards reported ownerless
-	rescued   map[int]time.Time // shards taken by fallback: their target did not act
+	rescued   map[int]clock.Instant // shards taken by fallback: their target did not act
 }
 
 func newPlanner(cfg Config, self string) *planner {
 	return &planner{
 		cfg:       cfg,
 		self:      self,
-		firstSeen: map[string]time.Time{},
+		firstSeen: map[string]clock.Instant{},
 		plan:      balancer.Plan(cfg.Shards, nil),
-		freeSince: map[int]time.Time{},
+		freeSince: map[int]clock.Instant{},
 		reported:  map[int]bool{},
-		rescued:   map[int]time.Time{},
+		rescued:   map[int]clock.Instant{},
 	}
 }
 
 // observe folds the live member set in and returns when to look again for
 // a member still being debounced.
-func (p *planner) observe(members []string, now time.Time) time.Duration {
+func (p *planner) observe(members []string, now clock.Instant) time.Duration {
 	p.current = members
 	adopted := slices.DeleteFunc(slices.Clone(p.adopted), func(m string) bool { return !slices.Contains(members, m) })
 	wait := idle
@@ -97,7 +98,7 @@ func (p *planner) observe(members []string, now time.Time) time.Duration {
 // decide returns the shards to acquire and to hand over now, and when to
 // look again for a free shard whose fallback delay has not run out.
 // holders holds the keys with a live holder; mine what this node does.
-func (p *planner) decide(keys []string, holders map[string]election.Holder, mine map[int]runState, now time.Time) (acquire, handoff []int, wait time.Duration) {
+func (p *planner) decide(keys []string, holders map[string]election.Holder, mine map[int]runState, now clock.Instant) (acquire, handoff []int, wait time.Duration) {
 	wait = idle
 	moving := 0
 	for _, st := range mine {
@@ -162,8 +163,8 @@ func (p *planner) decide(keys []string, holders map[string]election.Holder, mine
 // the TTL.
 func (p *planner) rescueDelay() time.Duration { return p.cfg.TTL / 2 }
 
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
+func later(a, b clock.Instant) clock.Instant {
+	if a.Mono > b.Mono {
 		return a
 	}
 	return b
@@ -172,7 +173,7 @@ func later(a, b time.Time) time.Time {
 // movesAway reports whether the plan gives shard id to another live member.
 // A shard this node rescued because its target did not take it stays here
 // for a TTL, so that a target that does not act causes no ping-pong.
-func (p *planner) movesAway(id int, now time.Time) bool {
+func (p *planner) movesAway(id int, now clock.Instant) bool {
 	if at, ok := p.rescued[id]; ok {
 		if now.Sub(at) < p.cfg.TTL {
 			return false
@@ -185,7 +186,7 @@ func (p *planner) movesAway(id int, now time.Time) bool {
 
 // ownerless returns the shards free for longer than ttl in this node's
 // view that were not reported before.
-func (p *planner) ownerless(now time.Time, ttl time.Duration) []int {
+func (p *planner) ownerless(now clock.Instant, ttl time.Duration) []int {
 	var out []int
 	for id, since := range p.freeSince {
 		if !p.reported[id] && now.Sub(since) > ttl {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nonchan7720/ronin/balancer"
 	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/internal/clock"
 	"github.com/nonchan7720/ronin/shard"
 )
 
@@ -26,7 +27,7 @@ func keysOf(n int) []string {
 
 func TestPlannerDebouncesJoinsButNotLeaves(t *testing.T) {
 	p := newPlanner(testConfig(8), "a")
-	t0 := time.Now()
+	t0 := clock.Real().Now()
 	wait := p.observe([]string{"a"}, t0)
 	assert.Empty(t, p.adopted, "a new member waits for Debounce")
 	assert.Equal(t, DefaultDebounce, wait)
@@ -46,7 +47,7 @@ func TestPlannerDebouncesJoinsButNotLeaves(t *testing.T) {
 
 func TestPlannerFlappingMemberIsNotAdopted(t *testing.T) {
 	p := newPlanner(testConfig(8), "a")
-	t0 := time.Now()
+	t0 := clock.Real().Now()
 	for i := range 10 {
 		at := t0.Add(time.Duration(i) * DefaultDebounce / 2)
 		members := []string{"a"}
@@ -59,7 +60,7 @@ func TestPlannerFlappingMemberIsNotAdopted(t *testing.T) {
 }
 
 // adoptAll makes p adopt members at once.
-func adoptAll(p *planner, members []string, now time.Time) {
+func adoptAll(p *planner, members []string, now clock.Instant) {
 	p.observe(members, now.Add(-p.cfg.Debounce))
 	p.observe(members, now)
 }
@@ -79,7 +80,7 @@ func TestPlannerDecide(t *testing.T) {
 	require.NotEmpty(t, mineA)
 	require.NotEmpty(t, theirs)
 	keys := keysOf(shards)
-	t0 := time.Now()
+	t0 := clock.Real().Now()
 
 	t.Run("free shards planned here are acquired at once", func(t *testing.T) {
 		p := newPlanner(testConfig(shards), "a")
@@ -172,7 +173,7 @@ func plan2all(n int) []int {
 
 func TestPlannerReportsOwnerlessOnce(t *testing.T) {
 	p := newPlanner(testConfig(2), "c")
-	t0 := time.Now()
+	t0 := clock.Real().Now()
 	p.decide(keysOf(2), nil, nil, t0)
 	assert.Empty(t, p.ownerless(t0.Add(500*time.Millisecond), time.Second))
 	assert.Equal(t, []int{0, 1}, p.ownerless(t0.Add(2*time.Second), time.Second))

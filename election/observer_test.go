@@ -6,27 +6,29 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/nonchan7720/ronin/internal/clock"
 )
 
 func TestDeadlineValid(t *testing.T) {
-	sent := newClock().now()
+	sent := clock.Real().Now()
 	d := newDeadline(sent, 2*time.Second)
 	tests := []struct {
 		name string
-		now  instant
+		now  clock.Instant
 		want bool
 	}{
 		{"just sent", sent, true},
-		{"before deadline", sent.add(1999 * time.Millisecond), true},
-		{"at deadline", sent.add(2 * time.Second), false},
-		{"after deadline", sent.add(3 * time.Second), false},
+		{"before deadline", sent.Add(1999 * time.Millisecond), true},
+		{"at deadline", sent.Add(2 * time.Second), false},
+		{"after deadline", sent.Add(3 * time.Second), false},
 		// A suspended machine: its monotonic clock stood still while the
 		// wall clock (and every other node) moved on by an hour.
-		{"suspended: wall moved, mono did not", instant{mono: sent.mono + time.Second, wall: sent.wall.Add(time.Hour)}, false},
+		{"suspended: wall moved, mono did not", clock.Instant{Mono: sent.Mono + time.Second, Wall: sent.Wall.Add(time.Hour)}, false},
 		// A wall clock stepped back by an hour must not extend the lease.
-		{"wall stepped back, mono past deadline", instant{mono: sent.mono + 3*time.Second, wall: sent.wall.Add(-time.Hour)}, false},
+		{"wall stepped back, mono past deadline", clock.Instant{Mono: sent.Mono + 3*time.Second, Wall: sent.Wall.Add(-time.Hour)}, false},
 		// A wall clock stepped forward ends the lease early: safe.
-		{"wall stepped forward", instant{mono: sent.mono + time.Second, wall: sent.wall.Add(time.Minute)}, false},
+		{"wall stepped forward", clock.Instant{Mono: sent.Mono + time.Second, Wall: sent.Wall.Add(time.Minute)}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -36,19 +38,19 @@ func TestDeadlineValid(t *testing.T) {
 }
 
 func TestClocksAgree(t *testing.T) {
-	t0 := newClock().now()
+	t0 := clock.Real().Now()
 	margin := 100 * time.Millisecond
-	assert.True(t, clocksAgree(t0, t0.add(time.Second), margin))
-	assert.True(t, clocksAgree(t0, instant{mono: t0.mono + time.Second, wall: t0.wall.Add(time.Second + 50*time.Millisecond)}, margin))
-	assert.False(t, clocksAgree(t0, instant{mono: t0.mono + time.Second, wall: t0.wall.Add(time.Hour)}, margin), "suspend")
-	assert.False(t, clocksAgree(t0, instant{mono: t0.mono + time.Second, wall: t0.wall.Add(-time.Hour)}, margin), "wall stepped back")
+	assert.True(t, clocksAgree(t0, t0.Add(time.Second), margin))
+	assert.True(t, clocksAgree(t0, clock.Instant{Mono: t0.Mono + time.Second, Wall: t0.Wall.Add(time.Second + 50*time.Millisecond)}, margin))
+	assert.False(t, clocksAgree(t0, clock.Instant{Mono: t0.Mono + time.Second, Wall: t0.Wall.Add(time.Hour)}, margin), "suspend")
+	assert.False(t, clocksAgree(t0, clock.Instant{Mono: t0.Mono + time.Second, Wall: t0.Wall.Add(-time.Hour)}, margin), "wall stepped back")
 }
 
 func TestDeadlineRemaining(t *testing.T) {
-	sent := newClock().now()
+	sent := clock.Real().Now()
 	d := newDeadline(sent, time.Second)
-	assert.Equal(t, 400*time.Millisecond, d.remaining(sent.add(600*time.Millisecond)))
-	assert.Equal(t, time.Duration(0), d.remaining(sent.add(2*time.Second)))
+	assert.Equal(t, 400*time.Millisecond, d.remaining(sent.Add(600*time.Millisecond)))
+	assert.Equal(t, time.Duration(0), d.remaining(sent.Add(2*time.Second)))
 }
 
 func TestObserverExpiry(t *testing.T) {
@@ -130,9 +132,29 @@ func TestObserverExpiry(t *testing.T) {
 			name: "postponed after a failed expiry",
 			steps: func(o *observer) {
 				o.seen("a", 7, t0)
-				o.postpone("a", t0+ttl+time.Second)
+				o.postpone("a", 7, t0+ttl+time.Second)
 			},
 			at: ttl + 500*time.Millisecond,
+		},
+		{
+			// The review's E1 hole: a kill at revision 7 fails because the
+			// holder renewed (9), and the watcher delivered 9 while the kill
+			// was in flight. Postponing must not rewrite 9's countdown.
+			name: "a failed kill never shortens a newer revision's countdown",
+			steps: func(o *observer) {
+				o.seen("a", 7, t0)
+				o.seen("a", 9, t0+4*time.Second)
+				o.postpone("a", 7, t0+4*time.Second+time.Second)
+			},
+			at: 4*time.Second + ttl - time.Millisecond,
+		},
+		{
+			name: "postpone never brings an expiry forward",
+			steps: func(o *observer) {
+				o.seen("a", 7, t0+4*time.Second)
+				o.postpone("a", 7, t0+time.Second)
+			},
+			at: 4*time.Second + ttl - time.Millisecond,
 		},
 		{
 			name: "regular events do not restart",

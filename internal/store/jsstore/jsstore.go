@@ -1,0 +1,230 @@
+// Package jsstore implements store.Backend on JetStream key-value buckets.
+//
+// A bucket is created with its stream's first sequence taken from the wall
+// clock (microseconds since the Unix epoch), so that a bucket deleted and
+// created again issues revisions above every revision of its earlier
+// incarnations (as long as the earlier one wrote less than a million
+// messages per second on average and the wall clock did not step back).
+package jsstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nonchan7720/ronin/internal/store"
+)
+
+// Backend opens buckets through a JetStream context.
+type Backend struct {
+	JS jetstream.JetStream
+	// Description is written into buckets this backend creates.
+	Description string
+}
+
+// openAttemptTimeout bounds one attempt of Open: while a restarted cluster
+// recovers, the JetStream API may not answer at all.
+const openAttemptTimeout = 2 * time.Second
+
+// Open opens or creates spec's bucket, retrying transient errors (JetStream
+// warming up, no meta leader yet) with backoff until ctx ends.
+func (b Backend) Open(ctx context.Context, spec store.Spec) (store.Opened, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, openAttemptTimeout)
+		o, err := b.openOnce(actx, spec)
+		cancel()
+		if err == nil {
+			return o, nil
+		}
+		select {
+		case <-ctx.Done():
+			return store.Opened{}, fmt.Errorf("ronin: open bucket %q: %w (last error: %v)", spec.Name, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+func streamName(bucket string) string { return "KV_" + bucket }
+
+func (b Backend) openOnce(ctx context.Context, spec store.Spec) (store.Opened, error) {
+	for {
+		st, err := b.JS.Stream(ctx, streamName(spec.Name))
+		if err == nil {
+			return b.opened(ctx, spec.Name, st.CachedInfo(), false)
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return store.Opened{}, err
+		}
+		st, err = b.JS.CreateStream(ctx, b.streamConfig(spec))
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNameInUse || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			continue // created concurrently by another node: open it
+		}
+		if err != nil {
+			return store.Opened{}, err
+		}
+		return b.opened(ctx, spec.Name, st.CachedInfo(), true)
+	}
+}
+
+// opened opens the KV view of a bucket's stream.
+func (b Backend) opened(ctx context.Context, name string, info *jetstream.StreamInfo, created bool) (store.Opened, error) {
+	kv, err := b.JS.KeyValue(ctx, name)
+	if err != nil {
+		return store.Opened{}, err
+	}
+	o := store.Opened{
+		Bucket:   newBucket(b.JS, kv, name, info.Created),
+		Created:  created,
+		Replicas: info.Config.Replicas,
+		Metadata: info.Config.Metadata,
+	}
+	if !created {
+		o.Age = max(0, info.TimeStamp.Sub(info.Created))
+	}
+	return o, nil
+}
+
+// streamConfig is the stream of a KV bucket as nats.go's CreateKeyValue
+// makes it (History 1, file storage, no TTL), plus a first sequence from
+// the wall clock.
+func (b Backend) streamConfig(spec store.Spec) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              streamName(spec.Name),
+		Description:       b.Description,
+		Subjects:          []string{"$KV." + spec.Name + ".>"},
+		MaxMsgsPerSubject: 1,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          spec.Replicas,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		Duplicates:        2 * time.Minute,
+		AllowDirect:       true,
+		Discard:           jetstream.DiscardNew,
+		Metadata:          spec.Metadata,
+		FirstSeq:          FirstSeq(time.Now()),
+	}
+}
+
+// FirstSeq is the first revision of a bucket created at t: microseconds
+// since the Unix epoch.
+func FirstSeq(t time.Time) uint64 { return uint64(max(1, t.UnixMicro())) }
+
+// bucket is one opened bucket incarnation: created is its stream's creation
+// time, which tells it from a later incarnation of the same name.
+type bucket struct {
+	js      jetstream.JetStream
+	kv      jetstream.KeyValue
+	name    string
+	created time.Time
+}
+
+func newBucket(js jetstream.JetStream, kv jetstream.KeyValue, name string, created time.Time) *bucket {
+	return &bucket{js: js, kv: kv, name: name, created: created}
+}
+
+func (b *bucket) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	rev, err := b.kv.Create(ctx, key, value)
+	return rev, b.mapErr(ctx, err)
+}
+
+func (b *bucket) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	n, err := b.kv.Update(ctx, key, value, rev)
+	return n, b.mapErr(ctx, err)
+}
+
+func (b *bucket) Delete(ctx context.Context, key string, rev uint64) error {
+	return b.mapErr(ctx, b.kv.Delete(ctx, key, jetstream.LastRevision(rev)))
+}
+
+func (b *bucket) Get(ctx context.Context, key string) (store.Entry, error) {
+	e, err := b.kv.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			return store.Entry{}, fmt.Errorf("%w: %s", store.ErrNotFound, key)
+		}
+		return store.Entry{}, b.mapErr(ctx, err)
+	}
+	return entry(e), nil
+}
+
+func (b *bucket) Watch(ctx context.Context) (store.Watcher, error) {
+	w, err := b.kv.WatchAll(ctx)
+	if err != nil {
+		return nil, b.mapErr(ctx, err)
+	}
+	out := make(chan *store.Entry)
+	go func() {
+		defer close(out)
+		for e := range w.Updates() {
+			var se *store.Entry
+			if e != nil {
+				v := entry(e)
+				se = &v
+			}
+			select {
+			case out <- se:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return &watcher{w: w, out: out}, nil
+}
+
+func (b *bucket) Check(ctx context.Context) error {
+	st, err := b.js.Stream(ctx, streamName(b.name))
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("%w: bucket %q no longer exists", store.ErrBucketGone, b.name)
+	case err != nil:
+		return err
+	case !st.CachedInfo().Created.Equal(b.created):
+		return fmt.Errorf("%w: bucket %q was deleted and created again (created %v, was %v)", store.ErrBucketGone, b.name, st.CachedInfo().Created, b.created)
+	}
+	return nil
+}
+
+// mapErr maps JetStream's errors to the store's. A write to a stream that
+// no longer exists gets no response at all; Check tells that apart from a
+// stream leader election.
+func (b *bucket) mapErr(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		return fmt.Errorf("%w: %w", store.ErrConflict, err)
+	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrBucketNotFound):
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), openAttemptTimeout)
+		defer cancel()
+		if cerr := b.Check(cctx); errors.Is(cerr, store.ErrBucketGone) {
+			return cerr
+		}
+	}
+	return err
+}
+
+func entry(e jetstream.KeyValueEntry) store.Entry {
+	op := store.Put
+	if e.Operation() != jetstream.KeyValuePut {
+		op = store.Delete
+	}
+	return store.Entry{Key: e.Key(), Value: e.Value(), Rev: e.Revision(), Op: op, Created: e.Created()}
+}
+
+type watcher struct {
+	w   jetstream.KeyWatcher
+	out chan *store.Entry
+}
+
+func (w *watcher) Updates() <-chan *store.Entry { return w.out }
+func (w *watcher) Stop() error                  { return w.w.Stop() }
