@@ -8,7 +8,11 @@ CHAOS_SEED ?= 0
 CHAOS_CI_DURATION ?= 3m
 CHAOS_CI_SEED ?= 1
 
-.PHONY: all test unit vet fmt demo example fenced bench chaos chaos-ci clean
+# The simulator's fixed-seed slice that `make test` runs; raise it for a soak.
+SIM_SCENARIOS ?= 2000
+SIM_SEED ?= 1
+
+.PHONY: all test unit vet fmt demo example fenced bench chaos chaos-ci sim clean
 
 all: vet test
 
@@ -16,11 +20,20 @@ all: vet test
 ## slice (skipped with a message where there is no root/netns). CI runs this.
 test: vet
 	$(GO) test -race -count=1 -timeout $(TIMEOUT) ./...
+	$(MAKE) sim
 	$(MAKE) chaos-ci
+
+## sim: the protocol's real code against the in-memory store in virtual
+## time, SIM_SCENARIOS seeded fault schedules from SIM_SEED, under -race.
+## A failure prints its seed, a replay command and a trace.
+sim:
+	@mkdir -p out
+	$(GO) test -race -count=1 -timeout 60m -run TestSim ./internal/sim -sim.scenarios $(SIM_SCENARIOS) -sim.seed $(SIM_SEED) > out/sim.log 2>&1; rc=$$?; \
+	  grep -v '^scenarios:' out/sim.log; grep '^scenarios:' out/sim.log; exit $$rc
 
 ## unit: the pure-logic tests only (no servers), in seconds.
 unit:
-	$(GO) test -count=1 ./balancer/ ./election/ ./shard/ ./worker/ ./integration/chaos/...
+	$(GO) test -count=1 ./balancer/ ./election/ ./shard/ ./worker/ ./internal/... ./integration/chaos/...
 
 vet:
 	$(GO) vet ./...
@@ -41,9 +54,11 @@ example:
 fenced:
 	$(GO) run ./examples/fenced
 
-## bench: benchmark programs; print tables with the machine.
+## bench: benchmark programs; print tables with the machine. The bench is a
+## module of its own (etcd baseline); pass flags with BENCH_FLAGS, e.g.
+## BENCH_FLAGS="-only=etcd,handover,crash,keys,alt -keys=5000,10000".
 bench:
-	$(GO) run ./integration/bench
+	cd integration/bench && $(GO) run . $(BENCH_FLAGS)
 
 ## chaos: multi-process fault suite in network namespaces (root, Linux).
 ## CHAOS_SEED=0 draws a seed (printed, with the replay command).

@@ -39,6 +39,12 @@ var (
 	// ErrClosed means the Manager is shut down; Run returns it when the
 	// Manager shuts down under a running candidate or group.
 	ErrClosed = election.ErrClosed
+	// ErrDuplicateNode means Start found another live node with the same
+	// NodeID.
+	ErrDuplicateNode = manager.ErrDuplicateNode
+	// ErrAlreadyRunning means Run was called on a candidate or shard group
+	// that is already running.
+	ErrAlreadyRunning = election.ErrAlreadyRunning
 	// ErrBucketGone means a bucket was deleted (or deleted and created
 	// anew) while in use: its leaders stepped down, and Run returns it.
 	// Nothing recreates a bucket behind its users' backs.

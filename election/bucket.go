@@ -40,7 +40,7 @@ type Bucket struct {
 	writeSlot  chan struct{}        // bounds acquisition writes in flight
 	released   map[string]struct{}  // keys released here and not yet taken
 	suspects   map[string]suspicion // keys whose CAS conflicted with the view
-	grantAfter time.Duration        // monotonic time before which nothing is acquired
+	grantAfter time.Duration        // while the genesis record is missing: when to write it
 	gone       error                // the bucket was deleted under its users
 	sess       *session             // current session, nil when there is none
 	dead       []*session           // own lost sessions still to delete
@@ -89,12 +89,6 @@ func newBucket(r *Registry, spec BucketSpec, opened store.Opened) *Bucket {
 		writeSlot: make(chan struct{}, maxAcquireWrites),
 		released:  map[string]struct{}{},
 		suspects:  map[string]suspicion{},
-	}
-	// A bucket younger than a TTL may be a new incarnation of a deleted
-	// one whose holders are still inside their deadlines: nothing is
-	// acquired in it before it is a TTL old.
-	if opened.Age < spec.TTL {
-		b.grantAfter = b.clock.Now().Mono + spec.TTL - opened.Age
 	}
 	return b
 }
@@ -361,11 +355,17 @@ func (b *Bucket) requestRewatchLocked() {
 
 // finishSyncLocked completes a (re)sync and tells everyone to look again.
 func (b *Bucket) finishSyncLocked() {
-	removed, c := b.v.finishSync(b.clock.Now().Mono)
+	removed, ghosts := b.v.finishSync(b.clock.Now().Mono)
 	for _, key := range removed {
 		b.endLeaseLocked(key, ^uint64(0))
 	}
-	b.reactLocked(c)
+	if len(ghosts) > 0 {
+		b.log.Warn("ronin: sessions vanished from the store without a delete (was the bucket purged?); their keys stay held until they expire", "sessions", len(ghosts))
+	}
+	if b.sess != nil && b.v.ghost(b.sess.id) {
+		b.log.Warn("ronin: this node's session vanished from the store; stepping down", "session", b.sess.id)
+		b.loseSessionLocked(b.sess)
+	}
 	b.notifyAllLocked()
 }
 
@@ -401,11 +401,24 @@ func (b *Bucket) reactLocked(c change) {
 	}
 }
 
+// Acquirable reports whether TryAcquire can succeed now as far as this
+// node can tell: the view is complete and shows the genesis record, the
+// session is valid, and the bucket is not gone. The bucket signals every
+// subscriber when this changes.
+func (b *Bucket) Acquirable() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.acquirableLocked(b.clock.Now())
+}
+
+func (b *Bucket) acquirableLocked(now clock.Instant) bool {
+	return b.gone == nil && b.v.synced && b.v.genesis && b.sess != nil && b.sess.valid(now)
+}
+
 // TryAcquire makes one attempt to take key for candidate under this node's
 // session: a CAS write expecting the revision at which the key was seen
-// free. It returns ErrHeld if the key is held, ErrNoSession without a valid
-// session or a complete view (or while a new bucket is younger than a
-// TTL), ErrLostRace if another write came first, and an error wrapping
+// free. It returns ErrHeld if the key is held, ErrNoSession unless
+// Acquirable, ErrLostRace if another write came first, and an error wrapping
 // ErrBucketGone once the bucket was deleted.
 func (b *Bucket) TryAcquire(ctx context.Context, key, candidate string) (*Lease, error) {
 	b.mu.Lock()
@@ -415,7 +428,7 @@ func (b *Bucket) TryAcquire(ctx context.Context, key, candidate string) (*Lease,
 	case b.gone != nil:
 		b.mu.Unlock()
 		return nil, b.gone
-	case !b.v.synced || s == nil || !s.valid(now) || now.Mono < b.grantAfter:
+	case !b.acquirableLocked(now):
 		b.mu.Unlock()
 		return nil, ErrNoSession
 	}
@@ -427,6 +440,12 @@ func (b *Bucket) TryAcquire(ctx context.Context, key, candidate string) (*Lease,
 	if h.Candidate != "" {
 		b.mu.Unlock()
 		return nil, ErrHeld
+	}
+	if sp, ok := b.suspects[key]; ok && sp.rev == casRev {
+		// The same write already conflicted against this revision, and the
+		// view has not moved since: it would conflict again.
+		b.mu.Unlock()
+		return nil, ErrLostRace
 	}
 	b.acquiring[key] = struct{}{}
 	b.mu.Unlock()

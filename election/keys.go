@@ -14,6 +14,13 @@ const (
 	ReservedPrefix = "_ronin."
 	// SessionPrefix starts the key of every session record.
 	SessionPrefix = ReservedPrefix + "session."
+	// genesisKey marks a bucket whose history nodes can trust: it is
+	// written once a TTL has passed since a node found it missing, and a
+	// node acquires nothing while it is missing from its view. A bucket
+	// that is new, created anew after a delete, or purged lacks it, and
+	// so grants nothing until every holder of what was lost has passed its
+	// deadline.
+	genesisKey = ReservedPrefix + "genesis"
 )
 
 var (

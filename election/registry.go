@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/nonchan7720/ronin/internal/clock"
 	"github.com/nonchan7720/ronin/internal/store"
 )
@@ -66,6 +68,7 @@ const (
 type Registry struct {
 	host    Host
 	clock   clock.Clock
+	opening singleflight.Group
 	mu      sync.Mutex
 	buckets map[string]*Bucket
 	closing chan struct{}
@@ -134,27 +137,47 @@ func (r *Registry) Bucket(ctx context.Context, spec BucketSpec) (*Bucket, error)
 	if err != nil {
 		return nil, err
 	}
+	// One open per name at a time, without holding the registry's lock
+	// across the store's I/O (an open may wait for JetStream for seconds).
+	v, err, _ := r.opening.Do(spec.Name, func() (any, error) {
+		if b, err := r.lookup(spec.Name); b != nil || err != nil {
+			return b, err
+		}
+		opened, err := r.host.Store.Open(ctx, store.Spec{Name: spec.Name, Replicas: spec.Replicas, Metadata: bucketMetadata(spec)})
+		if err != nil {
+			return nil, err
+		}
+		if err := checkExisting(spec, opened); err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.closed() {
+			return nil, ErrClosed
+		}
+		b := newBucket(r, spec, opened)
+		r.buckets[spec.Name] = b
+		return b, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	b := v.(*Bucket)
+	if err := sameSpec(b.spec, spec); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// lookup returns the open bucket named name, nil if there is none, or
+// ErrClosed once Close started.
+func (r *Registry) lookup(name string) (*Bucket, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed() {
 		return nil, ErrClosed
 	}
-	if b, ok := r.buckets[spec.Name]; ok {
-		if err := sameSpec(b.spec, spec); err != nil {
-			return nil, err
-		}
-		return b, nil
-	}
-	opened, err := r.host.Store.Open(ctx, store.Spec{Name: spec.Name, Replicas: spec.Replicas, Metadata: bucketMetadata(spec)})
-	if err != nil {
-		return nil, err
-	}
-	if err := checkExisting(spec, opened); err != nil {
-		return nil, err
-	}
-	b := newBucket(r, spec, opened)
-	r.buckets[spec.Name] = b
-	return b, nil
+	return r.buckets[name], nil
 }
 
 // forget drops b, deleted under its users, so that a later Bucket call

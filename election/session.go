@@ -16,9 +16,9 @@ import (
 // time of its last acknowledged renew, by both of the node's clocks.
 type session struct {
 	id       string
-	val      sessionValue // wanted value; guarded by Bucket.mu
-	written  sessionValue // value of the last acknowledged write; keeper only
-	rev      uint64       // last known revision; guarded by Bucket.mu
+	val      sessionValue  // wanted value; guarded by Bucket.mu
+	written  sessionValue  // value of the last acknowledged write; keeper only
+	rev      uint64        // last known revision; guarded by Bucket.mu
 	lastSent clock.Instant // send time of the last renew attempt
 	dl       atomic.Pointer[deadline]
 	lost     chan struct{}
@@ -53,6 +53,7 @@ func (b *Bucket) keeper(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		b.maintainSession(ctx)
+		b.maintainGenesis(ctx)
 		b.expireSessions(ctx)
 		b.reconcile(ctx)
 		b.checkWatcher()
@@ -71,16 +72,11 @@ func (b *Bucket) keeper(ctx context.Context) {
 			wait = min(wait, max(0, next-now.Mono))
 		}
 		if b.grantAfter != 0 {
-			if now.Mono >= b.grantAfter {
-				b.grantAfter = 0
-				b.notifyAllLocked() // acquisitions may start
-			} else {
-				wait = min(wait, b.grantAfter-now.Mono)
-			}
+			wait = min(wait, max(0, b.grantAfter-now.Mono))
 		}
 		kick := b.kick
 		b.mu.Unlock()
-		tick.Reset(wait)
+		tick.Reset(max(wait, minKeeperWait))
 		select {
 		case <-ctx.Done():
 			return
@@ -90,11 +86,52 @@ func (b *Bucket) keeper(ctx context.Context) {
 	}
 }
 
+// minKeeperWait is the least time between two rounds of the keeper, so
+// that a countdown that is due but cannot be acted on yet (its view is
+// stale, its write failed) does not make the keeper spin.
+const minKeeperWait = time.Millisecond
+
 func (b *Bucket) ownIDLocked() string {
 	if b.sess == nil {
 		return ""
 	}
 	return b.sess.id
+}
+
+// maintainGenesis writes the genesis record once a TTL has passed, by this
+// node's clock, since its complete view first lacked it: by then every
+// holder of a key that was lost with it (a purge, a bucket deleted and
+// created anew) has passed its deadline, since RenewDeadline < TTL.
+func (b *Bucket) maintainGenesis(ctx context.Context) {
+	b.mu.Lock()
+	now := b.clock.Now().Mono
+	switch {
+	case !b.v.synced:
+		b.mu.Unlock()
+		return
+	case b.v.genesis:
+		if b.grantAfter != 0 {
+			b.grantAfter = 0
+			b.notifyAllLocked() // acquisitions may start
+		}
+		b.mu.Unlock()
+		return
+	case b.grantAfter == 0:
+		b.grantAfter = now + b.spec.TTL
+		b.log.Info("ronin: the bucket has no genesis record (new, created anew or purged); nothing is acquired for a TTL", "ttl", b.spec.TTL)
+		b.mu.Unlock()
+		return
+	case now < b.grantAfter:
+		b.mu.Unlock()
+		return
+	}
+	b.grantAfter = now + b.spec.RetryPeriod // until the view shows it
+	b.mu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
+	defer cancel()
+	if _, err := b.kv.Create(rctx, genesisKey, []byte("{}")); err != nil && !isCASConflict(err) {
+		b.checkGone(err)
+	}
 }
 
 // maintainSession deletes own lost sessions, creates a session when there is
@@ -332,6 +369,16 @@ func (b *Bucket) expireSessions(ctx context.Context) {
 	expired := b.v.obs.expired(b.clock.Now().Mono, b.ownIDLocked())
 	b.mu.Unlock()
 	for _, e := range expired {
+		b.mu.Lock()
+		if b.v.ghost(e.id) {
+			// Nothing to delete: it vanished (a purge) and has now been
+			// silent for a TTL, like any session killed by the rule.
+			b.log.Info("ronin: a vanished session expired; its keys are free", "session", e.id, "rev", e.rev)
+			b.reactLocked(b.v.dropGhost(e.id))
+			b.mu.Unlock()
+			continue
+		}
+		b.mu.Unlock()
 		deleted, err := b.deleteSession(ctx, e.id, e.rev)
 		b.mu.Lock()
 		switch {

@@ -20,6 +20,8 @@ type view struct {
 	bySession map[string]map[string]struct{} // session id -> keys it holds
 	obs       *observer
 	lastRev   uint64 // highest revision delivered
+	genesis   bool   // the genesis record is present
+	genGen    uint64 // watch generation that delivered it
 }
 
 // recordEntry is the last state of an election record.
@@ -64,25 +66,57 @@ func (v *view) resync() {
 	v.gen++
 }
 
-// finishSync completes a (re)sync at now: entries the new watch did not
-// deliver were deleted (or purged) while nobody watched. Countdowns of
-// sessions whose revision did not change keep running.
-func (v *view) finishSync(now time.Duration) (removed []string, c change) {
+// finishSync completes a (re)sync at now. Every delete leaves a marker
+// that a new watch delivers, so an entry it did not deliver vanished
+// without one: the stream was purged. A vanished session stays in the view
+// as a ghost, and so do the records it holds: only the observer's rule
+// ends a session, TTL after its revision was first seen, so that no holder
+// inside its deadline loses its keys to a purge (its renews fail, and it
+// steps down by its own clock). Vanished records of dead sessions are
+// forgotten. Countdowns of sessions whose revision did not change keep
+// running.
+func (v *view) finishSync(now time.Duration) (removed, ghosts []string) {
 	for key, e := range v.records {
-		if e.gen != v.gen {
-			v.unindex(key, e)
-			delete(v.records, key)
-			removed = append(removed, key)
+		if e.gen == v.gen {
+			continue
 		}
+		if _, live := v.sessions[e.rec.Session]; e.present && live {
+			continue
+		}
+		v.unindex(key, e)
+		delete(v.records, key)
+		removed = append(removed, key)
 	}
 	for id, s := range v.sessions {
 		if s.gen != v.gen {
-			c.merge(v.dropSession(id))
+			ghosts = append(ghosts, id)
 		}
 	}
+	v.genesis = v.genesis && v.genGen == v.gen
 	v.synced = true
 	v.obs.event(now)
-	return removed, c
+	return removed, ghosts
+}
+
+// ghost reports whether session id vanished from the store without a
+// delete (see finishSync).
+func (v *view) ghost(id string) bool {
+	s, ok := v.sessions[id]
+	return ok && s.gen != v.gen
+}
+
+// dropGhost ends a ghost session whose countdown ran out: it and the
+// vanished records it held are forgotten, so their keys are free to be
+// created afresh.
+func (v *view) dropGhost(id string) change {
+	c := v.dropSession(id)
+	for _, key := range c.freed {
+		if e := v.records[key]; e.gen != v.gen {
+			v.unindex(key, e)
+			delete(v.records, key)
+		}
+	}
+	return c
 }
 
 // apply folds one store entry in at now.
@@ -90,6 +124,10 @@ func (v *view) apply(e store.Entry, now time.Duration) change {
 	v.obs.event(now)
 	v.lastRev = max(v.lastRev, e.Rev)
 	put := e.Op == store.Put
+	if e.Key == genesisKey {
+		v.genesis, v.genGen = put, v.gen
+		return change{membership: true}
+	}
 	if id, ok := sessionID(e.Key); ok {
 		return v.applySession(id, e.Rev, put, e.Value, now)
 	}

@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,8 +9,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -35,20 +39,32 @@ const RandomPort = -1
 // means "use the default".
 //
 // When URL is set the Manager embeds no server, and the embedded-only fields
-// Host, ClientPort, ClusterPort, Peers, ClusterName, DataDir, ServerOptions
-// and DisableSyncAlways are ignored (neither defaulted nor validated).
+// Host, ClientHost, ClientPort, ClusterPort, Peers, ClusterName, DataDir,
+// ServerOptions and DisableSyncAlways are ignored (neither defaulted nor
+// validated).
 type Config struct {
 	// NodeID identifies this node; required. It is also the NATS server name
-	// and the client connection name, so it must be unique in the cluster.
+	// and the client connection name, so it must be unique in the cluster:
+	// [Manager.Start] refuses to start while another live node uses it
+	// ([ErrDuplicateNode]; see Start for how, and for what it cannot see).
+	// A node restarted after a crash reuses its NodeID and DataDir.
 	// Letters, digits, '-', '_' and '.' only. Example: "node-1".
 	NodeID string
 
-	// Host is the listen host for the client and cluster ports. Default
-	// DefaultHost ("127.0.0.1"): nothing outside this machine can connect.
-	// Set a routable address for a real cluster. An IP address or host name,
+	// Host is the listen host for the cluster (route) port, and for the
+	// client port unless ClientHost is set. Default DefaultHost
+	// ("127.0.0.1"): nothing outside this machine can connect. Set a
+	// routable address for a real cluster. An IP address or host name,
 	// without brackets or port. The client and route ports have no TLS or
 	// authentication unless ServerOptions configures them.
 	Host string
+
+	// ClientHost is the listen host for the client port. Default Host.
+	// Set it to "127.0.0.1" when Host is routable so that the routes reach
+	// the other machines while the client port, which has no
+	// authentication unless ServerOptions configures it, stays on this
+	// machine. Same syntax as Host.
+	ClientHost string
 
 	// ClientPort is the NATS client port. Default DefaultClientPort (4222);
 	// RandomPort (-1) lets the OS pick a free port (see [Manager.ClientURL]).
@@ -62,14 +78,17 @@ type Config struct {
 	// DataDir is the JetStream store directory. Default
 	// filepath.Join(os.TempDir(), "ronin", NodeID), which suits tests only:
 	// fencing tokens survive a restart only if DataDir does, so set a
-	// persistent directory in production.
+	// persistent directory in production. Start logs a warning when a
+	// clustered node's DataDir lies under os.TempDir().
 	DataDir string
 
 	// Peers is a comma-separated list of route URLs, e.g.
 	// "nats://10.0.0.1:6222,nats://10.0.0.2:6222,nats://10.0.0.3:6222".
 	// Schemes nats, nats-route or tls; host and port are required. The list
-	// may include this node itself (its Host:ClusterPort). Empty means a
-	// single-node server without routes.
+	// may include this node itself, under any spelling that
+	// [Manager.ClusterSize] recognises (e.g. its Host:ClusterPort, or in a
+	// Kubernetes StatefulSet its pod DNS name). Empty means a single-node
+	// server without routes.
 	Peers string
 
 	// ClusterName is the NATS cluster name, used when Peers is set. Default
@@ -79,6 +98,16 @@ type Config struct {
 	// URL, if set, makes the Manager connect to this existing NATS
 	// deployment instead of embedding a server. Comma-separated URLs are
 	// allowed; schemes nats, tls, ws or wss. JetStream must be enabled there.
+	//
+	// Durability is then the servers' own setting, which DisableSyncAlways
+	// does not change: nats-server's default (sync_interval 2 min) can lose
+	// acknowledged writes on a correlated power loss and so reissue fencing
+	// tokens (contract E2). Set "jetstream { sync_interval: always }" in
+	// every server's configuration. Start logs a reminder.
+	//
+	// The connection's user needs permission to publish and subscribe
+	// "_RONIN.>" (the duplicate-NodeID check, see [Manager.Start]) besides
+	// what JetStream and the key-value buckets need.
 	URL string
 
 	// NATSOptions are extra options for the shared connection (credentials,
@@ -92,10 +121,18 @@ type Config struct {
 	ServerOptions func(*server.Options)
 
 	// DisableSyncAlways turns off JetStream's SyncAlways (fsync on every
-	// write). Default false: SyncAlways on. Turning it off makes writes
-	// several times faster but a correlated power loss can then lose
-	// acknowledged writes and so reissue fencing tokens.
+	// write) of the embedded server. Default false: SyncAlways on. Turning
+	// it off makes writes several times faster but a correlated power loss
+	// can then lose acknowledged writes and so reissue fencing tokens. In
+	// URL mode it is ignored: the servers' sync_interval decides (see URL).
 	DisableSyncAlways bool
+
+	// AllowSingleReplica accepts buckets with Replicas 1 in a cluster
+	// ([Manager.Clustered]), which the election layer otherwise refuses.
+	// Set it only knowingly: one server's disk is then the only copy of
+	// every fencing token of such a bucket, and losing that disk (or that
+	// DataDir) reissues tokens (contract E2). Default false.
+	AllowSingleReplica bool
 
 	// Logger receives the Manager's and the embedded server's logs.
 	// Default slog.Default().
@@ -112,6 +149,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Host == "" {
 		c.Host = DefaultHost
+	}
+	if c.ClientHost == "" {
+		c.ClientHost = c.Host
 	}
 	if c.ClientPort == 0 {
 		c.ClientPort = DefaultClientPort
@@ -156,6 +196,11 @@ func (c Config) Validate() error {
 
 	if err := checkHost(c.Host); err != nil {
 		bad("Host", c.Host, "%v", err)
+	}
+	if c.ClientHost != c.Host { // else reported as Host
+		if err := checkHost(c.ClientHost); err != nil {
+			bad("ClientHost", c.ClientHost, "%v", err)
+		}
 	}
 	if !validPort(c.ClientPort) {
 		bad("ClientPort", c.ClientPort, "must be 1..65535, or %d for a random port (0 means %d)",
@@ -330,12 +375,45 @@ func peerSet(peers string) map[string]struct{} {
 	return set
 }
 
+// hostEnv is what clusterSize needs to know about this machine: its host
+// name and a resolver. New passes the real ones; tests pass fakes.
+type hostEnv struct {
+	hostname string                                                   // os.Hostname(); "" if unknown
+	lookup   func(ctx context.Context, host string) ([]string, error) // nil: resolve nothing
+	ifaces   func() ([]net.Addr, error)                               // net.InterfaceAddrs
+}
+
+// systemHostEnv returns the real machine's host name, resolver and
+// interface addresses.
+func systemHostEnv() hostEnv {
+	h, _ := os.Hostname()
+	return hostEnv{hostname: h, lookup: net.DefaultResolver.LookupHost, ifaces: net.InterfaceAddrs}
+}
+
+// selfLookupTimeout bounds all the DNS look-ups of one clusterSize call.
+const selfLookupTimeout = 500 * time.Millisecond
+
 // clusterSize counts the servers named by Peers plus this node, which is
-// counted once whether or not Peers lists it. A peer is this node if its port
-// is ClusterPort and its host is Host, or Host is an unspecified address
-// (0.0.0.0, ::) and the peer's host is a loopback or local interface address.
-// Host names are compared as written, not resolved.
-func clusterSize(c Config) int {
+// counted once whether or not Peers lists it, under any spelling. Only an
+// entry whose port is ClusterPort can be this node; such an entry is this
+// node when (first rule that decides):
+//
+//  1. its host is Host as written (case-insensitive), or the same IP
+//     address, or Host is unspecified (0.0.0.0, ::) and the entry's host is
+//     "localhost", a loopback address or an address of a local interface;
+//  2. its host (an IP address, or a name resolved within
+//     selfLookupTimeout) has an address the route listener listens on:
+//     Host's address, Host's resolved addresses if Host is a name, or any
+//     loopback or interface address if Host is unspecified. A name that
+//     resolves only to other addresses is not this node;
+//  3. its host is a name that does not resolve (a Kubernetes headless
+//     service publishes a pod's name only once the pod is ready), and it is
+//     the machine's host name, or its first label is the first label of the
+//     machine's host name or is NodeID: "ronin-0.ronin" on the machine
+//     "ronin-0", or for NodeID "ronin-0".
+//
+// With ClusterPort RandomPort no entry is this node.
+func clusterSize(c Config, env hostEnv) int {
 	if c.Peers == "" {
 		return 1
 	}
@@ -345,13 +423,113 @@ func clusterSize(c Config) int {
 		return n
 	}
 	port := strconv.Itoa(c.ClusterPort)
+	self := 0 // entries that are this node
+	var undecided []string
 	for hp := range set {
 		h, p, _ := net.SplitHostPort(hp)
-		if p == port && isSelfHost(c.Host, h) {
-			return n - 1
+		switch {
+		case p != port:
+		case isSelfHost(c.Host, h):
+			self++
+		default:
+			undecided = append(undecided, h)
 		}
 	}
-	return n
+	if len(undecided) > 0 {
+		resolved := resolveAll(env, append(undecided, c.Host))
+		listen := listenAddrs(c.Host, resolved[c.Host], env)
+		for _, h := range undecided {
+			if addrs, ok := resolved[h]; ok {
+				if slices.ContainsFunc(addrs, func(a string) bool { _, ok := listen[a]; return ok }) {
+					self++
+				}
+			} else if isSelfName(c, env.hostname, h) {
+				self++
+			}
+		}
+	}
+	return len(set) - self + 1
+}
+
+// resolveAll returns the addresses of each host, in canonical string form,
+// looking names up concurrently within selfLookupTimeout. An IP address
+// resolves to itself; a name that fails to resolve is absent.
+func resolveAll(env hostEnv, hosts []string) map[string][]string {
+	out := make(map[string][]string, len(hosts))
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), selfLookupTimeout)
+	defer cancel()
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			mu.Lock()
+			out[h] = []string{ip.String()}
+			mu.Unlock()
+			continue
+		}
+		if env.lookup == nil {
+			continue
+		}
+		wg.Go(func() {
+			addrs, err := env.lookup(ctx, h)
+			if err != nil || len(addrs) == 0 {
+				return
+			}
+			var canon []string
+			for _, a := range addrs {
+				if ip := net.ParseIP(a); ip != nil {
+					canon = append(canon, ip.String())
+				}
+			}
+			mu.Lock()
+			out[h] = canon
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// listenAddrs returns the addresses a listener on host listens on: host's
+// own address or addresses, or for an unspecified host the loopback and
+// interface addresses.
+func listenAddrs(host string, resolved []string, env hostEnv) map[string]struct{} {
+	set := make(map[string]struct{})
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsUnspecified() {
+		for _, a := range resolved {
+			set[a] = struct{}{}
+		}
+		return set
+	}
+	set["127.0.0.1"], set["::1"] = struct{}{}, struct{}{}
+	if env.ifaces == nil {
+		return set
+	}
+	if addrs, err := env.ifaces(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				set[ipn.IP.String()] = struct{}{}
+			}
+		}
+	}
+	return set
+}
+
+// isSelfName reports whether the host name h names this machine or node:
+// the machine's host name, or a name whose first label is the first label of
+// the machine's host name or is NodeID.
+func isSelfName(c Config, hostname, h string) bool {
+	first := func(s string) string {
+		label, _, _ := strings.Cut(s, ".")
+		return label
+	}
+	if hostname != "" && (strings.EqualFold(h, hostname) || strings.EqualFold(first(h), first(hostname))) {
+		return true
+	}
+	return strings.EqualFold(first(h), c.NodeID)
 }
 
 func isSelfHost(self, h string) bool {

@@ -1,8 +1,11 @@
 package manager
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +26,8 @@ func TestValidateRejectsBadFields(t *testing.T) {
 		{"Host url", func(c *Config) { c.Host = "nats://x" }, "Host", `"nats://x"`},
 		{"Host brackets", func(c *Config) { c.Host = "[::1]" }, "Host", `"[::1]"`},
 		{"Host space", func(c *Config) { c.Host = "my host" }, "Host", `"my host"`},
+		{"ClientHost url", func(c *Config) { c.ClientHost = "nats://x" }, "ClientHost", `"nats://x"`},
+		{"ClientHost brackets", func(c *Config) { c.ClientHost = "[::1]" }, "ClientHost", `"[::1]"`},
 		{"ClientPort high", func(c *Config) { c.ClientPort = 70000 }, "ClientPort", "70000"},
 		{"ClientPort negative", func(c *Config) { c.ClientPort = -2 }, "ClientPort", "-2"},
 		{"ClusterPort high", func(c *Config) { c.ClusterPort = 65536 }, "ClusterPort", "65536"},
@@ -122,6 +127,12 @@ func TestDefaults(t *testing.T) {
 		c.ClusterName != DefaultClusterName || c.Logger != slog.Default() || c.DisableSyncAlways {
 		t.Errorf("withDefaults() = %+v", c)
 	}
+	if c.ClientHost != c.Host {
+		t.Errorf("ClientHost = %q, want Host %q", c.ClientHost, c.Host)
+	}
+	if got := (Config{NodeID: "n1", Host: "10.0.0.1"}).withDefaults().ClientHost; got != "10.0.0.1" {
+		t.Errorf("ClientHost = %q, want Host 10.0.0.1", got)
+	}
 	if want := filepath.Join(os.TempDir(), "ronin", "n1"); c.DataDir != want {
 		t.Errorf("DataDir = %q, want %q", c.DataDir, want)
 	}
@@ -144,7 +155,33 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// fakeHostEnv is a machine "testhost" with the interface addresses
+// 127.0.0.1 and 10.1.1.1 whose resolver knows only the names in addrs.
+func fakeHostEnv(addrs map[string][]string) hostEnv {
+	return hostEnv{
+		hostname: "testhost",
+		lookup: func(_ context.Context, host string) ([]string, error) {
+			if a, ok := addrs[host]; ok {
+				return a, nil
+			}
+			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		},
+		ifaces: func() ([]net.Addr, error) {
+			return []net.Addr{
+				&net.IPNet{IP: net.ParseIP("127.0.0.1"), Mask: net.CIDRMask(8, 32)},
+				&net.IPNet{IP: net.ParseIP("10.1.1.1"), Mask: net.CIDRMask(8, 32)},
+			}, nil
+		},
+	}
+}
+
 func TestClusterSize(t *testing.T) {
+	names := map[string][]string{
+		"localhost":         {"127.0.0.1"},
+		"me.example":        {"10.1.1.1"},
+		"ronin-0.elsewhere": {"10.2.2.2"},
+	}
+	sts := "nats://ronin-0.ronin:6222,nats://ronin-1.ronin:6222,nats://ronin-2.ronin:6222"
 	tests := []struct {
 		name string
 		cfg  Config
@@ -158,19 +195,78 @@ func TestClusterSize(t *testing.T) {
 		{"unspecified host, loopback self", Config{Host: "0.0.0.0", ClusterPort: 6222, Peers: "nats://127.0.0.1:6222,nats://10.9.9.9:6222"}, 2},
 		{"random cluster port", Config{ClusterPort: RandomPort, Peers: "nats://127.0.0.1:6223,nats://127.0.0.1:6224"}, 3},
 		{"five", Config{ClusterPort: 1, Peers: "nats://a:1,nats://b:1,nats://c:1,nats://d:1,nats://e:1"}, 6},
+		// Spellings of this node that need resolving.
+		{"self as localhost", Config{ClusterPort: 6222, Peers: "nats://localhost:6222,nats://127.0.0.1:6223,nats://127.0.0.1:6224"}, 3},
+		{"Host localhost, self as 127.0.0.1", Config{Host: "localhost", ClusterPort: 6222, Peers: "nats://127.0.0.1:6222,nats://localhost:6223,nats://localhost:6224"}, 3},
+		{"self in two spellings", Config{ClusterPort: 6222, Peers: "nats://localhost:6222,nats://127.0.0.1:6222,nats://127.0.0.1:6223"}, 2},
+		{"localhost on another port", Config{ClusterPort: 6222, Peers: "nats://localhost:6223,nats://127.0.0.1:6224"}, 3},
+		{"resolves to own interface", Config{Host: "0.0.0.0", ClusterPort: 6222, Peers: "nats://me.example:6222,nats://10.9.9.9:6222"}, 2},
+		{"resolves to own interface, other Host", Config{Host: "127.0.0.1", ClusterPort: 6222, Peers: "nats://me.example:6222,nats://10.9.9.9:6222"}, 3},
+		{"StatefulSet, NodeID", Config{NodeID: "ronin-0", Host: "0.0.0.0", ClusterPort: 6222, Peers: sts}, 3},
+		{"StatefulSet, other pod", Config{NodeID: "ronin-1", Host: "0.0.0.0", ClusterPort: 6222, Peers: sts}, 3},
+		{"StatefulSet, no match", Config{NodeID: "x", Host: "0.0.0.0", ClusterPort: 6222, Peers: sts}, 4},
+		{"StatefulSet, other port", Config{NodeID: "ronin-0", Host: "0.0.0.0", ClusterPort: 7222, Peers: sts}, 4},
+		{"host name", Config{ClusterPort: 6222, Peers: "nats://testhost.svc:6222,nats://other:6222"}, 2},
+		{"host name exact", Config{ClusterPort: 6222, Peers: "nats://TESTHOST:6222,nats://other:6222"}, 2},
+		{"NodeID name resolving elsewhere", Config{NodeID: "ronin-0", ClusterPort: 6222, Peers: "nats://ronin-0.elsewhere:6222,nats://other:6222"}, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := tt.cfg
-			c.NodeID = "n"
+			if c.NodeID == "" {
+				c.NodeID = "n"
+			}
 			c = c.withDefaults()
-			if got := clusterSize(c); got != tt.want {
+			env := fakeHostEnv(names)
+			if got := clusterSize(c, env); got != tt.want {
 				t.Errorf("clusterSize = %d, want %d", got, tt.want)
 			}
-			m := &Manager{cfg: c, clusterSize: clusterSize(c)}
+			m := &Manager{cfg: c, clusterSize: clusterSize(c, env)}
 			if want := min(3, tt.want); m.DefaultReplicas() != want {
 				t.Errorf("DefaultReplicas = %d, want %d", m.DefaultReplicas(), want)
 			}
 		})
+	}
+}
+
+// TestClusterSizeResolvesLocalhost checks New with the machine's own
+// resolver; only the name localhost is looked up.
+func TestClusterSizeResolvesLocalhost(t *testing.T) {
+	ports := freePorts(t, 4)
+	for _, tt := range []struct{ host, self, other string }{
+		{"127.0.0.1", "localhost", "127.0.0.1"},
+		{"localhost", "127.0.0.1", "localhost"},
+	} {
+		peers := fmt.Sprintf("nats://%s:%d,nats://%s:%d,nats://%s:%d",
+			tt.self, ports[1], tt.other, ports[2], tt.other, ports[3])
+		m, err := New(Config{NodeID: "n1", Host: tt.host, ClientPort: ports[0], ClusterPort: ports[1],
+			Peers: peers, DataDir: t.TempDir(), Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.ClusterSize() != 3 || m.DefaultReplicas() != 3 {
+			t.Errorf("Host %s, Peers %s: ClusterSize %d DefaultReplicas %d, want 3 3",
+				tt.host, peers, m.ClusterSize(), m.DefaultReplicas())
+		}
+		m.Shutdown()
+	}
+}
+
+func TestUnderTempDir(t *testing.T) {
+	tmp := os.TempDir()
+	for _, tt := range []struct {
+		dir  string
+		want bool
+	}{
+		{tmp, true},
+		{filepath.Join(tmp, "ronin", "n1"), true},
+		{tmp + "/x/../y", true},
+		{tmp + "x", false},
+		{filepath.Join(tmp, "..", "var-lib-ronin"), false},
+		{"/nonexistent/ronin", false},
+	} {
+		if _, got := underTempDir(tt.dir); got != tt.want {
+			t.Errorf("underTempDir(%q) = %t, want %t", tt.dir, got, tt.want)
+		}
 	}
 }

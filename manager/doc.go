@@ -19,5 +19,12 @@
 // Durability: the embedded server runs JetStream with SyncAlways (fsync on
 // every write) unless [Config.DisableSyncAlways] is set, because losing
 // acknowledged writes on a correlated power loss would reissue fencing
-// tokens.
+// tokens. In URL mode durability is the servers' own sync_interval setting
+// (see [Config.URL]). In a cluster, buckets need more than one replica
+// unless [Config.AllowSingleReplica] says otherwise ([Manager.Clustered]).
+//
+// One NodeID, one live node: [Manager.Start] fails with [ErrDuplicateNode]
+// when it finds another live node with its NodeID, and every started
+// Manager answers pings for its NodeID on "_RONIN.node.<NodeID>.ping". See
+// Start for what the check cannot see.
 package manager

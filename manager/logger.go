@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 )
 
@@ -12,13 +13,20 @@ import (
 // The server is chatty at notice level, so notices go to Debug; warnings to
 // Warn; errors and fatals to Error. Fatalf never exits the process (the
 // server's own logger would call os.Exit): the first fatal message is kept
-// so that Start can fail with it.
+// so that Start can fail with it. So is the first error saying that a
+// remote server has this server's name (another live node with the same
+// NodeID routed to this one).
 type serverLogger struct {
 	log *slog.Logger
 
-	mu    sync.Mutex
-	fatal string
+	mu        sync.Mutex
+	fatal     string
+	duplicate string
 }
+
+// duplicateNameLog is how nats-server starts the error it logs when it
+// refuses a route from a server with its own name.
+const duplicateNameLog = "Remote server has a duplicate name"
 
 func newServerLogger(l *slog.Logger) *serverLogger {
 	return &serverLogger{log: l.With("component", "nats-server")}
@@ -38,8 +46,18 @@ func (l *serverLogger) Noticef(format string, v ...any) { l.emit(slog.LevelDebug
 // Warnf logs at Warn.
 func (l *serverLogger) Warnf(format string, v ...any) { l.emit(slog.LevelWarn, format, v) }
 
-// Errorf logs at Error.
-func (l *serverLogger) Errorf(format string, v ...any) { l.emit(slog.LevelError, format, v) }
+// Errorf logs at Error and remembers the first duplicate-name error.
+func (l *serverLogger) Errorf(format string, v ...any) {
+	if strings.Contains(format, duplicateNameLog) {
+		msg := fmt.Sprintf(format, v...)
+		l.mu.Lock()
+		if l.duplicate == "" {
+			l.duplicate = msg
+		}
+		l.mu.Unlock()
+	}
+	l.emit(slog.LevelError, format, v)
+}
 
 // Fatalf logs at Error, remembers the first fatal message and returns.
 func (l *serverLogger) Fatalf(format string, v ...any) {
@@ -57,6 +75,13 @@ func (l *serverLogger) Debugf(format string, v ...any) { l.emit(slog.LevelDebug,
 
 // Tracef logs at Debug; the server calls it only when its trace flag is on.
 func (l *serverLogger) Tracef(format string, v ...any) { l.emit(slog.LevelDebug, format, v) }
+
+// duplicateMessage returns the first duplicate-name error, or "".
+func (l *serverLogger) duplicateMessage() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.duplicate
+}
 
 // fatalMessage returns the first message passed to Fatalf, or "".
 func (l *serverLogger) fatalMessage() string {

@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,14 +48,19 @@ type Manager struct {
 	nc        *nats.Conn
 	js        jetstream.JetStream
 	clientURL string
-	replicas  int // DefaultReplicas in URL mode, known after Start
+	replicas  int  // DefaultReplicas in URL mode, known after Start
+	clustered bool // Clustered in URL mode, known after Start
+	pingSub   *nats.Subscription
 }
 
 // New applies defaults to cfg, validates it (errors wrap [ErrInvalidConfig])
-// and, when embedding, checks that ClientPort, and ClusterPort if Peers is
-// set, are free on Host by binding and closing them; a port that is taken is
-// reported with the field name and port. The check is advisory: another
-// process may still take the port before Start. New starts nothing.
+// and, when embedding, checks that ClientPort is free on ClientHost, and
+// ClusterPort on Host if Peers is set, by binding and closing them; a port
+// that is taken is reported with the field name and port. The check is
+// advisory: another process may still take the port before Start. With
+// Peers, New also resolves the Peers host names that may name this node
+// (bounded by half a second; see [Manager.ClusterSize]). New starts
+// nothing.
 func New(cfg Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -66,8 +74,8 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.URL != "" {
 		return m, nil
 	}
-	m.clusterSize = clusterSize(cfg)
-	if err := checkPortFree(cfg.Host, "ClientPort", cfg.ClientPort); err != nil {
+	m.clusterSize = clusterSize(cfg, systemHostEnv())
+	if err := checkPortFree(cfg.ClientHost, "ClientPort", cfg.ClientPort); err != nil {
 		return nil, err
 	}
 	if cfg.Peers != "" {
@@ -97,6 +105,52 @@ func checkPortFree(host, field string, port int) error {
 // The embedded server runs with NoSigs, JetStream (StoreDir DataDir,
 // SyncAlways unless disabled), ServerName NodeID, and with Peers also a
 // cluster listener on Host:ClusterPort and routes to Peers.
+//
+// Start refuses to run a second live node with the same NodeID: it fails
+// with an error wrapping [ErrDuplicateNode] (naming the NodeID) after
+// stopping what it started, when
+//
+//   - embedded with Peers, before its server starts: a Peers entry's route
+//     listener reports NodeID as its server name (read from the INFO line
+//     the listener sends on accept; unreadable with TLS on routes);
+//   - embedded with Peers, while Start runs: the server refuses a route
+//     from a server with its own name (nats-server's "duplicate name");
+//   - in any mode, once JetStream answers: a request on
+//     "_RONIN.node.<NodeID>.ping" is answered within 250 ms. Every started
+//     Manager answers that subject on the shared connection until Shutdown;
+//     nobody answering is reported by the server at once, so this costs one
+//     round trip.
+//
+// A node restarted after its previous process died passes every check (a
+// dead client whose connection the server still holds is waited for up to
+// 250 ms and then ignored).
+//
+// What the checks cannot see or prevent:
+//
+//   - Two Managers with one NodeID that start at the same moment: in URL
+//     mode each may ping before the other subscribes; embedded, each may
+//     probe before the other's server listens (their servers then refuse
+//     each other's route, which fails whichever Start is still running).
+//   - An embedded twin whose route address is not in this node's Peers.
+//     The ping cannot reach it: NATS forwards a message over one route hop
+//     only, and the route between two servers with one name is refused. It
+//     is caught only if its server dials this one (route gossip usually
+//     makes it do so within milliseconds) while this Start runs; if not,
+//     both run and the servers keep logging the refused route.
+//   - Until the second check fires, such a twin's server is a member of the
+//     cluster under the NodeID, and JetStream identifies peers by server
+//     name: the twin speaks for the real node in Raft for that time (about
+//     70 ms measured on loopback), and its shutdown makes the other servers
+//     mark the NodeID offline for stream placement until the real node's
+//     next stats heartbeat (at most 10 s). List every node in Peers.
+//   - Twins in different NATS accounts (they share no buckets either).
+//
+// In URL mode the user needs permission to publish and subscribe
+// "_RONIN.>"; Start fails when either is denied.
+//
+// At Start the Manager logs, once, a warning when a clustered embedded
+// node's DataDir lies under os.TempDir(), and in URL mode a reminder that
+// durability is the servers' sync_interval setting.
 //
 // If ctx ends first, or the server reports a fatal error, Start stops
 // whatever it started and returns an error wrapping the cause (for example
@@ -144,6 +198,12 @@ func (m *Manager) Start(ctx context.Context) error {
 	} else {
 		err = m.startEmbedded(ctx, &st)
 	}
+	if err == nil {
+		err = m.claimNodeID(ctx, &st)
+	}
+	if err == nil {
+		err = st.fatal()
+	}
 	if err != nil {
 		st.close()
 		return fmt.Errorf("ronin: manager %s: start: %w", m.cfg.NodeID, err)
@@ -156,7 +216,10 @@ func (m *Manager) Start(ctx context.Context) error {
 		return fmt.Errorf("ronin: manager %s: start: %w", m.cfg.NodeID, ErrClosed)
 	}
 	m.srv, m.nc, m.js, m.clientURL, m.replicas = st.srv, st.nc, st.js, st.clientURL, st.replicas
+	m.clustered, m.pingSub = st.clustered, st.pingSub
 	m.mu.Unlock()
+
+	m.logDurability()
 
 	attrs := []any{
 		"client_url", m.ClientURL(),
@@ -179,10 +242,15 @@ type startup struct {
 	js        jetstream.JetStream
 	clientURL string
 	replicas  int
+	clustered bool
+	pingSub   *nats.Subscription
 }
 
 // close stops what was started, waiting for the server.
 func (st *startup) close() {
+	if st.pingSub != nil {
+		_ = st.pingSub.Unsubscribe()
+	}
 	if st.nc != nil {
 		st.nc.Close()
 	}
@@ -192,13 +260,19 @@ func (st *startup) close() {
 	}
 }
 
-// fatal returns the server's first fatal error, if any.
+// fatal returns the server's first fatal error, if any, or an error
+// wrapping ErrDuplicateNode once the server has refused a route from a
+// server with its own name.
 func (st *startup) fatal() error {
 	if st.slog == nil {
 		return nil
 	}
 	if msg := st.slog.fatalMessage(); msg != "" {
 		return fmt.Errorf("nats-server: %s", msg)
+	}
+	if msg := st.slog.duplicateMessage(); msg != "" {
+		return fmt.Errorf("%w: NodeID %q is the server name of another live server routed to this one (nats-server: %s)",
+			ErrDuplicateNode, st.srv.Name(), msg)
 	}
 	return nil
 }
@@ -207,7 +281,7 @@ func (m *Manager) serverOptions() *server.Options {
 	c := m.cfg
 	opts := &server.Options{
 		ServerName: c.NodeID,
-		Host:       c.Host,
+		Host:       c.ClientHost,
 		Port:       c.ClientPort,
 		NoSigs:     true,
 		JetStream:  true,
@@ -227,6 +301,11 @@ func (m *Manager) serverOptions() *server.Options {
 }
 
 func (m *Manager) startEmbedded(ctx context.Context, st *startup) error {
+	if m.cfg.Peers != "" {
+		if err := m.probeRoutePeers(ctx); err != nil {
+			return err
+		}
+	}
 	srv, err := server.NewServer(m.serverOptions())
 	if err != nil {
 		return fmt.Errorf("configuring NATS server: %w", err)
@@ -273,7 +352,7 @@ func (m *Manager) startRemote(ctx context.Context, st *startup) error {
 	st.clientURL = nc.ConnectedUrlRedacted()
 	st.replicas = 1
 	if nc.ConnectedClusterName() != "" {
-		st.replicas = maxDefaultReplica
+		st.replicas, st.clustered = maxDefaultReplica, true
 	}
 	return nil
 }
@@ -419,7 +498,7 @@ func (m *Manager) Shutdown() {
 		}
 
 		m.mu.Lock()
-		st := startup{srv: m.srv, nc: m.nc}
+		st := startup{srv: m.srv, nc: m.nc, pingSub: m.pingSub}
 		m.mu.Unlock()
 		if st.srv == nil && st.nc == nil {
 			return
@@ -462,8 +541,8 @@ func (m *Manager) Server() *server.Server {
 }
 
 // ClientURL returns where NATS clients can connect: for the embedded server
-// its real client URL (after a random port was picked; an unspecified Host
-// reads as loopback), in URL mode the server the shared connection is
+// its real client URL on ClientHost (after a random port was picked; an
+// unspecified ClientHost reads as loopback), in URL mode the server the shared connection is
 // connected to, with any password redacted. "" before a successful Start.
 func (m *Manager) ClientURL() string {
 	m.mu.Lock()
@@ -475,9 +554,81 @@ func (m *Manager) ClientURL() string {
 }
 
 // ClusterSize returns the number of distinct servers named by Peers, counting
-// this node once whether it is listed or not (host names are compared as
-// written, not resolved); 1 without Peers; 0 in URL mode, where it is unknown.
+// this node once whether it is listed or not; 1 without Peers; 0 in URL
+// mode, where it is unknown. It is computed by New. Only an entry on
+// ClusterPort can be this node; it is when its host
+//
+//  1. is Host as written, or the same IP address, or Host is unspecified
+//     (0.0.0.0, ::) and it is "localhost" or a loopback or interface
+//     address;
+//  2. else resolves (IP address, or DNS name looked up within 500 ms) to an
+//     address the route listener listens on: Host's addresses, or all
+//     loopback and interface addresses for an unspecified Host. A name
+//     that resolves to other addresses only is another server;
+//  3. else is a name that does not resolve and is the machine's host name,
+//     or whose first label is the first label of the machine's host name or
+//     is NodeID. So a Kubernetes StatefulSet pod "ronin-0" recognises
+//     "nats://ronin-0.ronin:6222" before its DNS record is published.
+//
+// An entry wrongly taken for this node makes ClusterSize one too small; one
+// not recognised makes it one too large.
 func (m *Manager) ClusterSize() int { return m.clusterSize }
+
+// Clustered reports whether this node is part of a NATS cluster, where
+// buckets should be replicated: embedded, whether Peers is set; in URL
+// mode, whether the server the shared connection reached at Start reports
+// a cluster name (false before Start).
+func (m *Manager) Clustered() bool {
+	if m.cfg.URL == "" {
+		return m.cfg.Peers != ""
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.clustered
+}
+
+// AllowSingleReplica returns [Config.AllowSingleReplica]: whether buckets
+// with Replicas 1 are accepted knowingly although the node is
+// [Manager.Clustered].
+func (m *Manager) AllowSingleReplica() bool { return m.cfg.AllowSingleReplica }
+
+// logDurability logs, once per Start, what limits the durability of fencing
+// tokens: in URL mode the servers' sync_interval, embedded and clustered a
+// DataDir under the temporary directory.
+func (m *Manager) logDurability() {
+	if m.cfg.URL != "" {
+		m.log.Info("URL mode: durability of fencing tokens is the NATS servers' setting; "+
+			"set jetstream { sync_interval: always } on every server, since the default (2m) "+
+			"can lose acknowledged writes on a correlated power loss and so reissue tokens",
+			"url", redactList(m.cfg.URL))
+		return
+	}
+	if !m.Clustered() {
+		return
+	}
+	if tmp, ok := underTempDir(m.cfg.DataDir); ok {
+		m.log.Warn("DataDir is under the temporary directory: fencing tokens do not survive the loss of that directory; set a persistent DataDir",
+			"data_dir", m.cfg.DataDir, "temp_dir", tmp)
+	}
+}
+
+// underTempDir reports whether dir is os.TempDir() or lies under it,
+// comparing cleaned absolute paths, and returns the temporary directory.
+func underTempDir(dir string) (string, bool) {
+	tmp, err := filepath.Abs(os.TempDir())
+	if err != nil {
+		return "", false
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return tmp, false
+	}
+	rel, err := filepath.Rel(tmp, abs)
+	if err != nil {
+		return tmp, false
+	}
+	return tmp, rel == "." || rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
 
 // DefaultReplicas returns the replica count to use for buckets by default:
 // 1 without Peers, min(3, ClusterSize) with Peers. In URL mode it is 3 if the

@@ -167,6 +167,9 @@ func (g *Group) step(ctx context.Context, p *planner, work *sync.WaitGroup) time
 	for _, id := range p.ownerless(now, g.bucket.Spec().TTL) {
 		g.log.Warn("ronin: shard has had no owner for longer than the TTL", "shard", id, "ttl", g.bucket.Spec().TTL)
 	}
+	if len(acquire) > 0 && !g.bucket.Acquirable() {
+		acquire = nil // the bucket signals when this node may acquire again
+	}
 	for _, id := range acquire {
 		g.mu.Lock()
 		g.running[id] = &handlerRun{shard: id, acquiring: true}
@@ -210,17 +213,20 @@ func (g *Group) snapshot() map[int]runState {
 
 // acquire tries to take shard id and starts its handler on success.
 func (g *Group) acquire(ctx context.Context, id int, was election.Holder) {
-	defer g.signal()
 	l, err := g.bucket.TryAcquire(ctx, g.keys[id], g.node)
 	if err != nil {
 		g.mu.Lock()
 		delete(g.running, id)
 		g.mu.Unlock()
-		if !errors.Is(err, election.ErrHeld) && !errors.Is(err, election.ErrLostRace) {
+		// A lost race, a held key or a lost session changes the view, which
+		// signals the group; retrying before that would spin. Other errors
+		// are retried at the next look (at most a second away).
+		if !errors.Is(err, election.ErrHeld) && !errors.Is(err, election.ErrLostRace) && !errors.Is(err, election.ErrNoSession) {
 			g.log.Debug("ronin: shard acquire failed", "shard", id, "err", err)
 		}
 		return
 	}
+	defer g.signal()
 	g.log.Info("ronin: shard acquired", "shard", id, "rev", l.Rev())
 	if was.Released && !was.Since.IsZero() {
 		g.metrics.gap.Record(context.Background(), time.Since(was.Since).Seconds(), g.metrics.attrs)

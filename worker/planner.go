@@ -37,13 +37,13 @@ const idle = time.Second
 type planner struct {
 	cfg       Config
 	self      string
-	adopted   []string             // members the plan uses, sorted
-	current   []string             // live members now, sorted
+	adopted   []string                 // members the plan uses, sorted
+	current   []string                 // live members now, sorted
 	firstSeen map[string]clock.Instant // members seen but not yet adopted
 	plan      []string
 	planAt    clock.Instant         // when plan last changed
 	freeSince map[int]clock.Instant // when this node first saw a shard free
-	reported  map[int]bool      // shards reported ownerless
+	reported  map[int]bool          // shards reported ownerless
 	rescued   map[int]clock.Instant // shards taken by fallback: their target did not act
 }
 

@@ -27,6 +27,7 @@ func (b *bench) naive(ctx context.Context, ttl time.Duration, k int) {
 		b.rep.fail(secElection, metric+", "+setting, err)
 		return
 	}
+	b.cmp.setKeys(implNaive, ttl, k, keysFig{st: res.st})
 	need := float64(k) * 6 / ttl.Seconds()
 	b.rep.add(secElection, row{metric: metric, setting: setting, n: "window " + b.plan.window.String(),
 		result: fmt.Sprintf("%s (protocol needs %.0f/s) · renew errors %d · leases lapsed (no renew for RenewDeadline %s) %d",

@@ -19,6 +19,7 @@ func (b *bench) handover(ctx context.Context) {
 		b.rep.fail(secElection, "Graceful handover", err)
 	}
 	if len(lat) > 0 {
+		b.cmp.setHandover(implRonin, lat)
 		b.rep.add(secElection, row{
 			metric: "Graceful handover: leader's ctx cancelled → next OnElected", setting: setting, n: fmt.Sprint(len(lat)),
 			result: fmt.Sprintf("%s; of which the old leader's release (ctx cancelled → OnSteppingDown): %s", lat.summary(), release.summary()),
@@ -92,11 +93,15 @@ func (b *bench) crash(ctx context.Context, ttl time.Duration) {
 		b.rep.fail(secElection, "Leader crash, TTL "+ttl.String(), err)
 	}
 	if len(res.took) > 0 {
+		b.cmp.setCrash(implRonin, ttl, res.took)
 		setting := fmt.Sprintf("TTL %s, leader on a URL-mode Manager, followers on nodes 2, 3; crash right after a renew of its session (worst-case phase)", ttl)
 		minusTTL := res.took.shifted(ttl)
 		note := fmt.Sprintf("; old leader stepped down ≥ %s before the new one was elected", ms(res.margin))
 		x := row{metric: "Leader crash → next OnElected, minus TTL", setting: setting, n: fmt.Sprint(len(res.took)),
 			result: minusTTL.summary() + note}
+		if ttl == etcdCrashTTL {
+			x.result += " · total in TTLs: " + ttls(res.took, ttl)
+		}
 		if ttl == 5*time.Second {
 			x.goal, x.met = "p99 < 500 ms", verdict(minusTTL.pct(99) < 500*time.Millisecond)
 		}

@@ -21,6 +21,7 @@ func (b *bench) idle(ctx context.Context) {
 		b.rep.fail(secElection, "Idle cluster", err)
 		return
 	}
+	b.cmp.setIdle(implRonin, st)
 	b.rep.add(secElection, row{metric: "Idle cluster (reference for CPU and heap)", setting: "3 nodes, no candidates",
 		n: "window " + b.plan.window.String(), result: fmt.Sprintf("CPU %.1f %% of a core · heap %.0f MiB", 100*st.cpu, st.heap)})
 }
@@ -58,6 +59,8 @@ func (b *bench) keysAtScale(ctx context.Context, ttl time.Duration, k int) {
 	result := fmt.Sprintf("all elected in %s (%s) · then %s", ms(took), churn, st)
 	if electErr != nil {
 		result = fmt.Sprintf("NOT all elected: %v (%s) · window after it: %s", electErr, churn, st)
+	} else {
+		b.cmp.setKeys(implRonin, ttl, k, keysFig{took: took, st: st})
 	}
 	if lost > 0 {
 		result += fmt.Sprintf(" · %d step-downs in the window", lost)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"go.etcd.io/etcd/api/v3/version"
 )
 
 // machine describes where the numbers were measured.
@@ -20,6 +21,7 @@ type machine struct {
 	memGiB float64
 	goVer  string
 	nats   string
+	etcd   string
 	date   string
 	fs     string // file system of the temp dir
 }
@@ -31,6 +33,7 @@ func describeMachine() machine {
 		memGiB: memTotalGiB(),
 		goVer:  runtime.Version(),
 		nats:   server.VERSION,
+		etcd:   version.Version,
 		date:   time.Now().UTC().Format("2006-01-02 15:04 MST"),
 		fs:     fileSystem(os.TempDir()),
 	}
@@ -84,8 +87,8 @@ func fileSystem(path string) string {
 func printHeader(w io.Writer, m machine, mode, nodeLogs string, total time.Duration) {
 	fmt.Fprintln(w, "# Ronin benchmarks")
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "- Machine: %s, nproc %d, %.1f GiB RAM; %s; nats-server %s; %s\n",
-		m.cpu, m.nproc, m.memGiB, m.goVer, m.nats, m.date)
+	fmt.Fprintf(w, "- Machine: %s, nproc %d, %.1f GiB RAM; %s; nats-server %s; etcd %s (baseline); %s\n",
+		m.cpu, m.nproc, m.memGiB, m.goVer, m.nats, m.etcd, m.date)
 	fmt.Fprintf(w, "- Settings: 3 embedded nodes in one process on 127.0.0.1 (random free ports, data dirs in %s, %s),"+
 		" buckets R3, SyncAlways on (default), node logs %s; CPU and heap are the whole process (all nodes)\n", os.TempDir(), m.fs, nodeLogs)
 	fmt.Fprintf(w, "- Mode: %s; total run time %s. Latencies: nearest-rank percentiles (p99 = max when n < 100).\n",

@@ -16,6 +16,15 @@
 //     renewed by CAS (its own bucket, no elections), Shutdown of
 //     a node whose candidate leads (every other run with the bucket's stream
 //     leader moved onto that node), and Start times;
+//   - etcd baseline (issue 9): etcd's own election recipe
+//     (client/v3/concurrency Session + Election) on three embedded etcd
+//     members in this process (loopback, free ports, etcd's defaults: fsync
+//     on, 100 ms heartbeat, 1 s election timeout; logs off), run before the
+//     NATS cluster starts and closed before it: graceful handover (Resign ->
+//     next Campaign returned, TTL 5 s), leader crash at TTL 2 s (etcd's
+//     minimum; Ronin runs the same TTL beside it) and keys at scale at TTL
+//     5 s with the keys case's key counts. A second table sets Ronin, the
+//     naive lease and etcd side by side with Ronin/etcd;
 //   - shards (issue 3): 64 shards through start, leave/rejoin cycles (with
 //     the per-shard drain gap) and member crashes; 1,024 shards to full
 //     ownership and a quiet window; the pure balancer's moves per join and
@@ -27,7 +36,10 @@
 //
 // Usage:
 //
-//	go run ./integration/bench [-quick] [-only=handover,crash,...] [-nodelog=file]
+//	cd integration/bench && go run . [-quick] [-only=etcd,handover,crash,...] [-keys=5000,10000] [-n=N] [-nodelog=file]
+//
+// The directory is a module of its own (go.mod here, the library through a
+// replace) so that etcd stays out of the library's dependency graph.
 package main
 
 import (
@@ -38,13 +50,14 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 )
 
 // topics that -only selects, in run order.
-var topics = []string{"start", "handover", "crash", "keys", "alt", "shards", "shards1024", "shutdown", "moves"}
+var topics = []string{"etcd", "start", "handover", "crash", "keys", "alt", "shards", "shards1024", "shutdown", "moves"}
 
 // plan is how much of each measurement to run.
 type plan struct {
@@ -63,7 +76,7 @@ type plan struct {
 
 func fullPlan() plan {
 	return plan{
-		mode: "full", budget: 20 * time.Minute, window: 10 * time.Second,
+		mode: "full", budget: 30 * time.Minute, window: 10 * time.Second,
 		handovers: 50, crashRuns: 10,
 		keys: []int{1, 100, 1000, 10000}, keyTTLs: []time.Duration{5 * time.Second, time.Second},
 		alt:    map[time.Duration][]int{5 * time.Second: {100, 1000, 10000}, time.Second: {100, 1000}},
@@ -89,6 +102,7 @@ type bench struct {
 	log  *slog.Logger    // node logger
 	c    *cluster        // the 3-node cluster
 	rep  *report
+	cmp  *comparison // figures for the side-by-side table
 }
 
 var began = time.Now()
@@ -102,17 +116,35 @@ func main() {
 	quick := flag.Bool("quick", false, "fast smoke run (< 3 min): fewer runs and keys, shorter windows")
 	only := flag.String("only", "", "comma-separated subset of: "+strings.Join(topics, ","))
 	nodeLog := flag.String("nodelog", "", "write node logs (debug level) to this file instead of discarding them; for diagnosis only, it slows the nodes down")
+	keys := flag.String("keys", "", "comma-separated key counts for the keys cases of Ronin and etcd (e.g. 5000,10000); default: the plan's")
+	n := flag.Int("n", 0, "runs of the handover and crash cases (Ronin and etcd); 0: the plan's")
 	flag.Parse()
-	if err := run(*quick, *only, *nodeLog); err != nil {
+	if err := run(*quick, *only, *nodeLog, *keys, *n); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(quick bool, only, nodeLog string) error {
-	b := &bench{plan: fullPlan(), rep: newReport(), log: slog.New(slog.DiscardHandler)}
+func run(quick bool, only, nodeLog, keys string, n int) error {
+	b := &bench{plan: fullPlan(), rep: newReport(), cmp: newComparison(), log: slog.New(slog.DiscardHandler)}
 	if quick {
 		b.plan = quickPlan()
+	}
+	if keys != "" {
+		b.plan.keys = nil
+		for _, f := range strings.Split(keys, ",") {
+			k, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || k < 1 || k > 20000 {
+				return fmt.Errorf("-keys: want counts from 1 to 20000, got %q", f)
+			}
+			b.plan.keys = append(b.plan.keys, k)
+		}
+	}
+	if n < 0 || n > 1000 {
+		return fmt.Errorf("-n: want 0 to 1000, got %d", n)
+	}
+	if n > 0 {
+		b.plan.handovers, b.plan.crashRuns = n, n
 	}
 	if only != "" {
 		b.only = map[string]bool{}
@@ -149,6 +181,7 @@ func run(quick bool, only, nodeLog string) error {
 	}
 	printHeader(os.Stdout, describeMachine(), b.plan.mode, logs, time.Since(began))
 	b.rep.print(os.Stdout)
+	b.cmp.print(os.Stdout)
 	return err
 }
 
@@ -156,7 +189,10 @@ func (b *bench) want(topic string) bool { return b.only == nil || b.only[topic] 
 
 // runAll runs the selected measurements in order on one cluster.
 func (b *bench) runAll(ctx context.Context) error {
-	if slices.ContainsFunc(topics, func(t string) bool { return t != "moves" && b.want(t) }) {
+	if b.want("etcd") {
+		b.runEtcd(ctx) // first, and closed before the NATS cluster starts
+	}
+	if slices.ContainsFunc(topics, func(t string) bool { return t != "moves" && t != "etcd" && b.want(t) }) {
 		if err := b.cluster(ctx); err != nil {
 			return err
 		}
@@ -168,6 +204,9 @@ func (b *bench) runAll(ctx context.Context) error {
 	if b.want("crash") {
 		b.crash(ctx, 5*time.Second)
 		b.crash(ctx, time.Second)
+		if b.want("etcd") {
+			b.crash(ctx, etcdCrashTTL) // the etcd crash case's partner
+		}
 	}
 	if b.want("keys") {
 		b.idle(ctx)

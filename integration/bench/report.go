@@ -11,6 +11,7 @@ import (
 const (
 	secElection = "Issue 2 — election"
 	secShards   = "Issue 3 — shards"
+	secEtcd     = "Issue 9 — baseline: etcd client/v3/concurrency on 3 embedded etcd members"
 )
 
 // row is one line of the table.
@@ -52,7 +53,7 @@ func (r *report) print(w io.Writer) {
 	defer r.mu.Unlock()
 	fmt.Fprintln(w, "| Metric | Setting | n | Result | Goal | Met |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
-	for _, sec := range []string{secElection, secShards} {
+	for _, sec := range []string{secElection, secShards, secEtcd} {
 		if len(r.rows[sec]) == 0 {
 			continue
 		}

@@ -106,7 +106,13 @@ func lastSeq(ctx context.Context, js jetstream.JetStream, bucket string) (uint64
 // measureSteady watches bucket (if js is not nil) and the process for
 // window and returns the rates, then the heap.
 func measureSteady(ctx context.Context, js jetstream.JetStream, bucket string, window time.Duration) (steady, error) {
-	seq0, err := lastSeq(ctx, js, bucket)
+	return measureSteadyWith(ctx, func(ctx context.Context) (uint64, error) { return lastSeq(ctx, js, bucket) }, window)
+}
+
+// measureSteadyWith is measureSteady with writes counted by seq, a
+// counter of replicated writes.
+func measureSteadyWith(ctx context.Context, seq func(context.Context) (uint64, error), window time.Duration) (steady, error) {
+	seq0, err := seq(ctx)
 	if err != nil {
 		return steady{}, err
 	}
@@ -115,7 +121,7 @@ func measureSteady(ctx context.Context, js jetstream.JetStream, bucket string, w
 		return steady{}, err
 	}
 	wall, cpu := time.Since(t0), cpuTime()-cpu0
-	seq1, err := lastSeq(ctx, js, bucket)
+	seq1, err := seq(ctx)
 	if err != nil {
 		return steady{}, err
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nonchan7720/ronin/internal/store"
@@ -201,9 +202,10 @@ func (b *bucket) mapErr(ctx context.Context, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch), isWrongLastSeq(err):
 		return fmt.Errorf("%w: %w", store.ErrConflict, err)
-	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrBucketNotFound):
+	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrBucketNotFound),
+		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrStreamNotFound):
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), openAttemptTimeout)
 		defer cancel()
 		if cerr := b.Check(cctx); errors.Is(cerr, store.ErrBucketGone) {
@@ -211,6 +213,13 @@ func (b *bucket) mapErr(ctx context.Context, err error) error {
 		}
 	}
 	return err
+}
+
+// isWrongLastSeq reports a CAS conflict that nats.go leaves unmapped (its
+// Create retries over a delete marker without wrapping code 10164).
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 func entry(e jetstream.KeyValueEntry) store.Entry {

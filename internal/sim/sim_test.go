@@ -1,0 +1,66 @@
+package sim
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+)
+
+var (
+	scenarios = flag.Int("sim.scenarios", 100, "scenarios to run (make sim runs more)")
+	firstSeed = flag.Int64("sim.seed", 1, "seed of the first scenario; scenario i uses seed+i")
+	workers   = flag.Int("sim.parallel", 2, "scenarios run at once")
+	verbose   = flag.Bool("sim.v", false, "print every scenario's fault schedule")
+)
+
+// TestSim runs -sim.scenarios seeded scenarios of the real protocol code in
+// virtual time and fails on any violation, printing its seed, a replay
+// command, the fault schedule and a trace of the interleaving. Its last
+// line is "scenarios: N, violations: M".
+func TestSim(t *testing.T) {
+	var (
+		next       atomic.Int64
+		violations atomic.Int64
+		ran        atomic.Int64
+		wg         sync.WaitGroup
+		mu         sync.Mutex
+		reported   int
+	)
+	next.Store(*firstSeed)
+	last := *firstSeed + int64(*scenarios)
+	for range *workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				seed := next.Add(1) - 1
+				if seed >= last || t.Failed() && reported >= 3 {
+					return
+				}
+				var res Result
+				synctest.Test(t, func(*testing.T) { res = Run(FromSeed(seed)) })
+				ran.Add(1)
+				if *verbose {
+					t.Logf("seed %d: %+v\n%s", seed, res.Scenario, strings.Join(res.Faults, "\n"))
+				}
+				if len(res.Violations) == 0 {
+					continue
+				}
+				violations.Add(int64(len(res.Violations)))
+				mu.Lock()
+				if reported < 3 {
+					reported++
+					t.Errorf("seed %d: %d violation(s); replay: go test ./internal/sim -run TestSim -sim.seed %d -sim.scenarios 1 -sim.parallel 1\nscenario: %+v\nviolations:\n  %s\nfaults:\n%s\ntrace (latest events):\n%s",
+						seed, len(res.Violations), seed, res.Scenario, strings.Join(res.Violations, "\n  "), strings.Join(res.Faults, "\n"), res.Trace)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("scenarios: %d, violations: %d\n", ran.Load(), violations.Load())
+}

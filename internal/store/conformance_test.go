@@ -1,0 +1,860 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nonchan7720/ronin/internal/store"
+	"github.com/nonchan7720/ronin/internal/store/jsstore"
+	"github.com/nonchan7720/ronin/internal/store/memstore"
+)
+
+// The conformance table: operation sequences run against memstore (inside a
+// synctest bubble) and against jsstore on real JetStream. Every step's
+// outcome is normalised twice: a short form without revisions, compared
+// with the table's want, and a full form in which every revision observed
+// is replaced by its rank among all revisions observed in the row, compared
+// between the two implementations. Absolute revisions differ (jsstore's
+// first revision comes from the clock); their order must not.
+//
+// A step's jsGap is the short outcome jsstore gives instead of want: a
+// known gap in jsstore, reported to its owner. When jsstore is fixed, the
+// row fails and the jsGap must go.
+
+// Step operations.
+const (
+	opOpen    = "open"   // h opens the row's bucket from node; want "created R=r md" / "existing R=r md"
+	opCreate  = "create" // h creates key=val; as saves the revision
+	opUpdate  = "update" // h updates key=val at rev
+	opDelete  = "delete" // h deletes key at rev
+	opGet     = "get"    // h reads key
+	opCheck   = "check"  // h checks its bucket
+	opWatch   = "watch"  // h starts watcher w
+	opNext    = "next"   // n deliveries from w ("k:put", "k:del", "nil", "closed"); as saves the last one's revision
+	opQuiet   = "quiet"  // w delivers nothing for a while
+	opClose   = "waitclose"
+	opStop    = "stop"  // Stop w and drain it until it closes
+	opPurge   = "purge" // operator: purge the bucket's stream
+	opDropBkt = "dropbucket"
+	opRace    = "race" // n handles on different nodes race key (val: "create", "update", "delete") at rev
+)
+
+// foldGap as a race step's jsGap: on JetStream, writers that lost with an
+// error jsstore does not map to ErrConflict are counted as conflicts and
+// logged. jsstore's Create over a delete marker on R>1 returns code 10164
+// unmapped when another write to the key is in flight.
+const foldGap = "fold"
+
+// bogus is a revision no write ever has.
+const bogus = "bogus"
+
+type step struct {
+	op    string
+	h     string // handle; default "h"
+	node  int    // node of an open
+	w     string // watcher
+	key   string
+	val   string
+	rev   string // saved name, "" for 0, or bogus
+	as    string // save the returned revision under this name
+	n     int    // deliveries for next; racers for race
+	wait  time.Duration
+	repl  int // Replicas for open: 0 means the run's base
+	md    map[string]string
+	want  string
+	jsGap string
+}
+
+type row struct {
+	name string
+	// slow rows wait for a JetStream watcher's heartbeat check (10-20 s);
+	// they are skipped on JetStream under -short.
+	slow  bool
+	steps []step
+}
+
+var table = []row{
+	{name: "create update delete", steps: []step{
+		{op: opOpen, want: "created R=base"},
+		{op: opCreate, key: "a", val: "v1", as: "a1", want: "ok"},
+		{op: opCreate, key: "a", val: "v2", want: "conflict"},
+		{op: opUpdate, key: "a", val: "v2", rev: "a1", as: "a2", want: "ok"},
+		{op: opUpdate, key: "a", val: "v3", rev: "a1", want: "conflict"},
+		{op: opUpdate, key: "a", val: "v3", rev: bogus, want: "conflict"},
+		{op: opGet, key: "a", want: "ok a=v2"},
+		{op: opDelete, key: "a", rev: "a1", want: "conflict"},
+		{op: opDelete, key: "a", rev: "a2", want: "ok"},
+		{op: opGet, key: "a", want: "notfound"},
+		{op: opDelete, key: "a", rev: "a2", want: "conflict"},
+		{op: opUpdate, key: "a", val: "v4", rev: "a2", want: "conflict"},
+		{op: opCreate, key: "a", val: "v5", as: "a3", want: "ok"},
+		{op: opCreate, key: "a", val: "v6", want: "conflict"},
+		{op: opGet, key: "a", want: "ok a=v5"},
+	}},
+	{name: "cas on missing keys", steps: []step{
+		{op: opOpen, want: "created R=base"},
+		// Update at revision 0 on a missing key is a create.
+		{op: opUpdate, key: "m", val: "v1", as: "m1", want: "ok"},
+		{op: opUpdate, key: "n", val: "v1", rev: "m1", want: "conflict"},
+		{op: opDelete, key: "x", rev: bogus, want: "conflict"},
+		{op: opDelete, key: "x", rev: "m1", want: "conflict"},
+		// Delete at revision 0 is unconditional, even on a missing key.
+		{op: opDelete, key: "y", want: "ok"},
+		{op: opGet, key: "y", want: "notfound"},
+		{op: opUpdate, key: "y", val: "v1", want: "conflict"},
+		{op: opCreate, key: "y", val: "v1", as: "y1", want: "ok"},
+		{op: opDelete, key: "y", want: "ok"},
+		{op: opGet, key: "y", want: "notfound"},
+		{op: opDelete, key: "y", want: "ok"},
+		{op: opWatch, w: "w", want: "ok"},
+		{op: opNext, w: "w", n: 3, want: "m:put y:del nil"},
+		{op: opStop, w: "w", want: "closed"},
+	}},
+	{name: "update at a delete marker's revision", steps: []step{
+		{op: opOpen, want: "created R=base"},
+		{op: opCreate, key: "a", val: "v1", as: "a1", want: "ok"},
+		{op: opDelete, key: "a", rev: "a1", want: "ok"},
+		{op: opWatch, w: "w", want: "ok"},
+		{op: opNext, w: "w", n: 1, as: "d1", want: "a:del"},
+		{op: opNext, w: "w", n: 1, want: "nil"},
+		{op: opUpdate, key: "a", val: "v2", rev: "a1", want: "conflict"},
+		{op: opUpdate, key: "a", val: "v2", rev: "d1", as: "a2", want: "ok"},
+		{op: opGet, key: "a", want: "ok a=v2"},
+		{op: opNext, w: "w", n: 1, want: "a:put"},
+		{op: opDelete, key: "a", rev: "a2", want: "ok"},
+		{op: opNext, w: "w", n: 1, as: "d2", want: "a:del"},
+		{op: opDelete, key: "a", rev: "d2", want: "ok"},
+		{op: opNext, w: "w", n: 1, want: "a:del"},
+		{op: opStop, w: "w", want: "closed"},
+	}},
+	{name: "watch initial values and live order", steps: []step{
+		{op: opOpen, want: "created R=base"},
+		{op: opWatch, w: "empty", want: "ok"},
+		{op: opNext, w: "empty", n: 1, want: "nil"},
+		{op: opCreate, key: "a", val: "v1", as: "a1", want: "ok"},
+		{op: opCreate, key: "b", val: "v1", as: "b1", want: "ok"},
+		{op: opCreate, key: "c", val: "v1", as: "c1", want: "ok"},
+		{op: opUpdate, key: "a", val: "v2", rev: "a1", as: "a2", want: "ok"},
+		{op: opDelete, key: "b", rev: "b1", want: "ok"},
+		{op: opNext, w: "empty", n: 5, want: "a:put b:put c:put a:put b:del"},
+		{op: opWatch, w: "w", want: "ok"},
+		// The last write of every key, in revision order, markers included.
+		{op: opNext, w: "w", n: 4, want: "c:put a:put b:del nil"},
+		{op: opOpen, h: "h2", node: 1, want: "existing R=base"},
+		{op: opCreate, h: "h2", key: "d", val: "v1", want: "ok"},
+		{op: opUpdate, key: "c", val: "v2", rev: "c1", want: "ok"},
+		{op: opCreate, h: "h2", key: "b", val: "v2", want: "ok"},
+		{op: opDelete, h: "h2", key: "a", rev: "a2", want: "ok"},
+		{op: opNext, w: "w", n: 4, want: "d:put c:put b:put a:del"},
+		{op: opNext, w: "empty", n: 4, want: "d:put c:put b:put a:del"},
+		{op: opQuiet, w: "w", want: "quiet"},
+		{op: opStop, w: "w", want: "closed"},
+		{op: opStop, w: "empty", want: "closed"},
+	}},
+	{name: "purge", steps: []step{
+		{op: opOpen, want: "created R=base"},
+		{op: opCreate, key: "a", val: "v1", as: "a1", want: "ok"},
+		{op: opCreate, key: "b", val: "v1", as: "b1", want: "ok"},
+		{op: opDelete, key: "b", rev: "b1", want: "ok"},
+		{op: opWatch, w: "w", want: "ok"},
+		{op: opNext, w: "w", n: 3, want: "a:put b:del nil"},
+		{op: opPurge, want: "ok"},
+		{op: opQuiet, w: "w", want: "quiet"},
+		{op: opGet, key: "a", want: "notfound"},
+		{op: opUpdate, key: "a", val: "v2", rev: "a1", want: "conflict"},
+		{op: opDelete, key: "a", rev: "a1", want: "conflict"},
+		{op: opCheck, want: "ok"},
+		// A purged key has no write: Update at 0 and Create succeed, and
+		// the sequence goes on above the purged revisions.
+		{op: opUpdate, key: "a", val: "v3", as: "a2", want: "ok"},
+		{op: opUpdate, key: "b", val: "v3", want: "ok"},
+		{op: opCreate, key: "c", val: "v3", want: "ok"},
+		{op: opGet, key: "a", want: "ok a=v3"},
+		{op: opNext, w: "w", n: 3, want: "a:put b:put c:put"},
+		{op: opWatch, w: "w2", want: "ok"},
+		{op: opNext, w: "w2", n: 4, want: "a:put b:put c:put nil"},
+		{op: opStop, w: "w", want: "closed"},
+		{op: opStop, w: "w2", want: "closed"},
+	}},
+	{name: "delete bucket", steps: []step{
+		{op: opOpen, want: "created R=base"},
+		{op: opOpen, h: "h2", node: 1, want: "existing R=base"},
+		{op: opCreate, key: "a", val: "v1", as: "a1", want: "ok"},
+		{op: opDropBkt, want: "ok"},
+		{op: opCheck, want: "gone"},
+		{op: opCheck, h: "h2", want: "gone"},
+		{op: opCreate, key: "b", val: "v1", want: "gone"},
+		{op: opUpdate, h: "h2", key: "a", val: "v2", rev: "a1", want: "gone"},
+		{op: opDelete, key: "a", rev: "a1", want: "gone"},
+		{op: opDelete, key: "a", want: "gone"},
+		// jsstore: nats.ErrNoResponders from the direct get, unmapped.
+		{op: opGet, key: "a", want: "gone", jsGap: "error"},
+		// jsstore: nats.ErrStreamNotFound (the old API's), unmapped.
+		{op: opWatch, w: "w", want: "gone", jsGap: "error"},
+	}},
+	{name: "reopen after delete", steps: []step{
+		{op: opOpen, want: "created R=base"},
+		{op: opCreate, key: "a", val: "v1", as: "a1", want: "ok"},
+		{op: opUpdate, key: "a", val: "v2", rev: "a1", as: "a2", want: "ok"},
+		{op: opDropBkt, want: "ok"},
+		{op: opOpen, h: "h2", node: 1, want: "created R=base"},
+		// The new incarnation's first revision is above the old ones
+		// (every returned revision is checked to increase).
+		{op: opCreate, h: "h2", key: "a", val: "n1", as: "n1", want: "ok"},
+		{op: opCheck, want: "gone"},
+		{op: opCheck, h: "h2", want: "ok"},
+		// A handle of the old incarnation writes and reads the new one:
+		// JetStream routes by subject and stream name.
+		{op: opUpdate, key: "a", val: "v3", rev: "a2", want: "conflict"},
+		{op: opCreate, key: "b", val: "o1", want: "ok"},
+		{op: opGet, h: "h2", key: "b", want: "ok b=o1"},
+		{op: opGet, key: "a", want: "ok a=n1"},
+		{op: opUpdate, key: "a", val: "o2", rev: "n1", want: "ok"},
+		{op: opOpen, h: "h3", node: 2, want: "existing R=base"},
+		{op: opWatch, h: "h3", w: "w", want: "ok"},
+		{op: opNext, w: "w", n: 3, want: "b:put a:put nil"},
+		{op: opStop, w: "w", want: "closed"},
+	}},
+	{name: "open with other settings", steps: []step{
+		{op: opOpen, md: map[string]string{"ronin": "v1"}, want: "created R=base ronin=v1"},
+		// Open does not check: it reports the settings as stored.
+		{op: opOpen, h: "h2", node: 1, repl: 2, want: "existing R=base ronin=v1"},
+		{op: opOpen, h: "h3", node: 2, md: map[string]string{"ronin": "v2", "x": "y"}, want: "existing R=base ronin=v1"},
+		{op: opOpen, h: "h4", md: map[string]string{"ronin": "v1"}, want: "existing R=base ronin=v1"},
+		{op: opCreate, h: "h3", key: "a", val: "v1", want: "ok"},
+		{op: opGet, h: "h4", key: "a", want: "ok a=v1"},
+	}},
+	{name: "race create", steps: []step{
+		{op: opOpen, want: "created R=base"},
+		{op: opRace, key: "k", val: "create", n: 8, want: "ok=1 conflict=7"},
+	}},
+	{name: "race update", steps: []step{
+		{op: opOpen, want: "created R=base"},
+		{op: opCreate, key: "k", val: "v1", as: "k1", want: "ok"},
+		{op: opRace, key: "k", val: "update", rev: "k1", n: 8, want: "ok=1 conflict=7"},
+	}},
+	{name: "race delete", steps: []step{
+		{op: opOpen, want: "created R=base"},
+		{op: opCreate, key: "k", val: "v1", as: "k1", want: "ok"},
+		{op: opRace, key: "k", val: "delete", rev: "k1", n: 8, want: "ok=1 conflict=7"},
+	}},
+	{name: "race create over a delete marker", steps: []step{
+		{op: opOpen, want: "created R=base"},
+		{op: opCreate, key: "k", val: "v1", as: "k1", want: "ok"},
+		{op: opDelete, key: "k", rev: "k1", want: "ok"},
+		{op: opRace, key: "k", val: "create", n: 8, want: "ok=1 conflict=7", jsGap: foldGap},
+		{op: opGet, key: "k", want: "ok k=race"},
+	}},
+	{name: "watcher of a deleted bucket closes", slow: true, steps: []step{
+		{op: opOpen, want: "created R=base"},
+		{op: opCreate, key: "a", val: "v1", want: "ok"},
+		{op: opWatch, w: "w", want: "ok"},
+		{op: opNext, w: "w", n: 2, want: "a:put nil"},
+		{op: opDropBkt, want: "ok"},
+		{op: opQuiet, w: "w", want: "quiet"},
+		// Silent until the ordered consumer's heartbeat check, 10-20 s
+		// later, fails to recreate the consumer.
+		{op: opClose, w: "w", wait: 40 * time.Second, want: "closed"},
+	}},
+	{name: "watcher of a deleted bucket moves to its next incarnation", slow: true, steps: []step{
+		{op: opOpen, want: "created R=base"},
+		{op: opCreate, key: "a", val: "v1", want: "ok"},
+		{op: opWatch, w: "w", want: "ok"},
+		{op: opNext, w: "w", n: 2, want: "a:put nil"},
+		{op: opDropBkt, want: "ok"},
+		{op: opQuiet, w: "w", want: "quiet"},
+		{op: opOpen, h: "h2", node: 1, want: "created R=base"},
+		{op: opCreate, h: "h2", key: "b", val: "v1", want: "ok"},
+		{op: opCreate, h: "h2", key: "c", val: "v1", as: "c1", want: "ok"},
+		{op: opDelete, h: "h2", key: "c", rev: "c1", want: "ok"},
+		// No nil marker, no sign of the new incarnation: the old watcher
+		// just delivers its writes, as live ones.
+		{op: opNext, w: "w", n: 2, wait: 40 * time.Second, want: "b:put c:del"},
+		{op: opCreate, h: "h2", key: "d", val: "v1", want: "ok"},
+		{op: opNext, w: "w", n: 1, want: "d:put"},
+		{op: opCheck, want: "gone"},
+		{op: opStop, w: "w", want: "closed"},
+	}},
+}
+
+// env is one implementation under test.
+type env interface {
+	// backend returns the client handle of node i.
+	backend(t *testing.T, i int) store.Backend
+	purge(t *testing.T, bucket string)
+	deleteBucket(t *testing.T, bucket string)
+	// replicas is the run's base replica count.
+	replicas() int
+}
+
+// result is one step's outcome: short is compared with the table, full
+// (with revisions as "{}" placeholders, filled in by rank) between
+// implementations.
+type result struct {
+	short string
+	full  string
+	// folded is short with unmapped errors counted as conflicts (race).
+	folded string
+	revs   []uint64
+	err    error // for the log
+}
+
+// runner runs one row on one env.
+type runner struct {
+	t        *testing.T
+	env      env
+	bucket   string
+	handles  map[string]store.Bucket
+	watchers map[string]store.Watcher
+	saved    map[string]uint64
+	lastRev  uint64 // the highest revision returned by a write
+	ctx      context.Context
+}
+
+// runRow runs r on e and returns the normalised outcomes.
+func runRow(t *testing.T, e env, bucket string, r row) []string {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rn := &runner{t: t, env: e, bucket: bucket, handles: map[string]store.Bucket{}, watchers: map[string]store.Watcher{}, saved: map[string]uint64{}, ctx: ctx}
+	var results []result
+	for i, s := range r.steps {
+		if s.h == "" {
+			s.h = "h"
+		}
+		began := time.Now()
+		res := rn.do(s)
+		if d := time.Since(began); d > time.Second {
+			t.Logf("step %d %s %s%s took %v", i, s.op, s.h, stepDesc(s), d.Round(time.Millisecond))
+		}
+		want := strings.ReplaceAll(s.want, "R=base", "R="+strconv.Itoa(e.replicas()))
+		if _, js := e.(*jsEnv); js && s.jsGap != "" {
+			if s.jsGap == foldGap {
+				if res.short != want && res.folded == want {
+					t.Logf("step %d %s: known jsstore gap: %s (unmapped errors are conflicts)", i, s.op, res.short)
+					res.short = want
+				}
+			} else {
+				want = s.jsGap
+			}
+		}
+		if res.short != want {
+			t.Errorf("step %d %s %s%s: got %q, want %q (err %v)", i, s.op, s.h, stepDesc(s), res.short, want, res.err)
+		}
+		results = append(results, res)
+	}
+	for name, w := range rn.watchers {
+		if err := w.Stop(); err != nil {
+			t.Logf("stop %s: %v", name, err)
+		}
+	}
+	return render(results)
+}
+
+func stepDesc(s step) string {
+	var b strings.Builder
+	for _, f := range []struct{ k, v string }{{"w", s.w}, {"key", s.key}, {"val", s.val}, {"rev", s.rev}} {
+		if f.v != "" {
+			fmt.Fprintf(&b, " %s=%s", f.k, f.v)
+		}
+	}
+	return b.String()
+}
+
+// render replaces every revision by its rank among the row's revisions.
+func render(results []result) []string {
+	var all []uint64
+	for _, r := range results {
+		all = append(all, r.revs...)
+	}
+	slices.Sort(all)
+	all = slices.Compact(all)
+	out := make([]string, len(results))
+	for i, r := range results {
+		s := r.full
+		for _, rev := range r.revs {
+			rank, _ := slices.BinarySearch(all, rev)
+			s = strings.Replace(s, "{}", "#"+strconv.Itoa(rank+1), 1)
+		}
+		out[i] = s
+	}
+	return out
+}
+
+func classify(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, store.ErrConflict):
+		return "conflict"
+	case errors.Is(err, store.ErrNotFound):
+		return "notfound"
+	case errors.Is(err, store.ErrBucketGone):
+		return "gone"
+	default:
+		return "error"
+	}
+}
+
+func (rn *runner) rev(name string) uint64 {
+	switch name {
+	case "":
+		return 0
+	case bogus:
+		return 1<<62 + 12345
+	}
+	r, ok := rn.saved[name]
+	if !ok {
+		rn.t.Fatalf("no revision saved as %q", name)
+	}
+	return r
+}
+
+// wrote checks a write's revision against every earlier one and saves it.
+func (rn *runner) wrote(s step, rev uint64) result {
+	if rev <= rn.lastRev {
+		rn.t.Errorf("%s %s: revision %d not above the last one %d", s.op, s.key, rev, rn.lastRev)
+	}
+	rn.lastRev = max(rn.lastRev, rev)
+	if s.as != "" {
+		rn.saved[s.as] = rev
+	}
+	return result{short: "ok", full: "ok {}", revs: []uint64{rev}}
+}
+
+func (rn *runner) handle(s step) store.Bucket {
+	b, ok := rn.handles[s.h]
+	if !ok {
+		rn.t.Fatalf("no handle %q", s.h)
+	}
+	return b
+}
+
+func (rn *runner) stepCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(rn.ctx, 10*time.Second)
+}
+
+func errResult(err error) result {
+	c := classify(err)
+	return result{short: c, full: c, err: err}
+}
+
+func (rn *runner) do(s step) result {
+	t := rn.t
+	ctx, cancel := rn.stepCtx()
+	defer cancel()
+	switch s.op {
+	case opOpen:
+		repl := s.repl
+		if repl == 0 {
+			repl = rn.env.replicas()
+		}
+		o, err := rn.env.backend(t, s.node).Open(ctx, store.Spec{Name: rn.bucket, Replicas: repl, Metadata: s.md})
+		if err != nil {
+			return errResult(err)
+		}
+		rn.handles[s.h] = o.Bucket
+		out := "existing"
+		if o.Created {
+			out = "created"
+			if o.Age != 0 {
+				t.Errorf("open created the bucket with Age %v", o.Age)
+			}
+		}
+		if o.Age < 0 {
+			t.Errorf("open: Age %v", o.Age)
+		}
+		out += " R=" + strconv.Itoa(o.Replicas)
+		for _, k := range slices.Sorted(maps.Keys(o.Metadata)) {
+			if !strings.HasPrefix(k, "_nats") {
+				out += " " + k + "=" + o.Metadata[k]
+			}
+		}
+		return result{short: out, full: out}
+	case opCreate:
+		rev, err := rn.handle(s).Create(ctx, s.key, []byte(s.val))
+		if err != nil {
+			return errResult(err)
+		}
+		return rn.wrote(s, rev)
+	case opUpdate:
+		rev, err := rn.handle(s).Update(ctx, s.key, []byte(s.val), rn.rev(s.rev))
+		if err != nil {
+			return errResult(err)
+		}
+		return rn.wrote(s, rev)
+	case opDelete:
+		return errResult(rn.handle(s).Delete(ctx, s.key, rn.rev(s.rev)))
+	case opGet:
+		e, err := rn.handle(s).Get(ctx, s.key)
+		if err != nil {
+			return errResult(err)
+		}
+		if e.Op != store.Put || e.Key != s.key {
+			t.Errorf("get %s: %+v", s.key, e)
+		}
+		out := "ok " + e.Key + "=" + string(e.Value)
+		return result{short: out, full: out + " {}", revs: []uint64{e.Rev}}
+	case opCheck:
+		return errResult(rn.handle(s).Check(ctx))
+	case opWatch:
+		// The watcher lives until the row ends or a stop step.
+		w, err := rn.handle(s).Watch(rn.ctx)
+		if err != nil {
+			return errResult(err)
+		}
+		rn.watchers[s.w] = w
+		return result{short: "ok", full: "ok"}
+	case opNext:
+		return rn.next(s, s.n, max(s.wait, 10*time.Second))
+	case opClose:
+		return rn.next(s, -1, s.wait)
+	case opQuiet:
+		w := rn.watchers[s.w]
+		time.Sleep(300 * time.Millisecond)
+		select {
+		case e, ok := <-w.Updates():
+			return result{short: fmt.Sprintf("delivered %v %v", e, ok), full: "delivered"}
+		default:
+			return result{short: "quiet", full: "quiet"}
+		}
+	case opStop:
+		if err := rn.watchers[s.w].Stop(); err != nil {
+			t.Errorf("stop %s: %v", s.w, err)
+		}
+		return rn.next(s, -1, 10*time.Second)
+	case opPurge:
+		rn.env.purge(t, rn.bucket)
+		return result{short: "ok", full: "ok"}
+	case opDropBkt:
+		rn.env.deleteBucket(t, rn.bucket)
+		return result{short: "ok", full: "ok"}
+	case opRace:
+		return rn.race(s)
+	}
+	t.Fatalf("unknown op %q", s.op)
+	return result{}
+}
+
+// next reads n deliveries (n < 0: until the channel closes) within wait.
+func (rn *runner) next(s step, n int, wait time.Duration) result {
+	w, ok := rn.watchers[s.w]
+	if !ok {
+		rn.t.Fatalf("no watcher %q", s.w)
+	}
+	timeout := time.After(wait)
+	var short, full []string
+	var revs []uint64
+	for i := 0; n < 0 || i < n; i++ {
+		select {
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				short = append(short, "closed")
+				full = append(full, "closed")
+				delete(rn.watchers, s.w)
+				return result{short: strings.Join(short, " "), full: strings.Join(full, " "), revs: revs}
+			case e == nil:
+				short = append(short, "nil")
+				full = append(full, "nil")
+			default:
+				op := "put"
+				if e.Op == store.Delete {
+					op = "del"
+					if len(e.Value) != 0 {
+						rn.t.Errorf("delete marker with value %q", e.Value)
+					}
+				}
+				if e.Created.IsZero() {
+					rn.t.Errorf("entry %s without Created", e.Key)
+				}
+				short = append(short, e.Key+":"+op)
+				full = append(full, e.Key+":"+op+"="+string(e.Value)+"{}")
+				revs = append(revs, e.Rev)
+				if s.as != "" {
+					rn.saved[s.as] = e.Rev
+				}
+			}
+		case <-timeout:
+			short = append(short, "timeout")
+			full = append(full, "timeout")
+			return result{short: strings.Join(short, " "), full: strings.Join(full, " "), revs: revs}
+		}
+	}
+	return result{short: strings.Join(short, " "), full: strings.Join(full, " "), revs: revs}
+}
+
+// race runs s.n writers of s.key on handles opened from different nodes,
+// released together, and counts the outcomes.
+func (rn *runner) race(s step) result {
+	t := rn.t
+	ctx, cancel := rn.stepCtx()
+	defer cancel()
+	bs := make([]store.Bucket, s.n)
+	for i := range bs {
+		o, err := rn.env.backend(t, i).Open(ctx, store.Spec{Name: rn.bucket, Replicas: rn.env.replicas()})
+		if err != nil {
+			t.Fatalf("race open: %v", err)
+		}
+		bs[i] = o.Bucket
+	}
+	rev := rn.rev(s.rev)
+	start := make(chan struct{})
+	errs := make([]error, s.n)
+	var wg sync.WaitGroup
+	for i, b := range bs {
+		wg.Go(func() {
+			<-start
+			switch s.val {
+			case "create":
+				_, errs[i] = b.Create(ctx, s.key, []byte("race"))
+			case "update":
+				_, errs[i] = b.Update(ctx, s.key, []byte("race"), rev)
+			case "delete":
+				errs[i] = b.Delete(ctx, s.key, rev)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	count := map[string]int{}
+	for _, err := range errs {
+		c := classify(err)
+		count[c]++
+		switch {
+		case c == "error":
+			t.Logf("race %s: unmapped error: %v", s.val, err)
+		case err != nil && strings.Contains(err.Error(), "10164"):
+			count["10164"]++
+		}
+	}
+	var parts []string
+	for _, k := range []string{"ok", "conflict", "notfound", "gone", "error"} {
+		if count[k] > 0 {
+			parts = append(parts, k+"="+strconv.Itoa(count[k]))
+		}
+	}
+	out := strings.Join(parts, " ")
+	count["conflict"] += count["error"]
+	count["error"] = 0
+	var folded []string
+	for _, k := range []string{"ok", "conflict", "notfound", "gone"} {
+		if count[k] > 0 {
+			folded = append(folded, k+"="+strconv.Itoa(count[k]))
+		}
+	}
+	if count["10164"] > 0 {
+		t.Logf("race %s: %d conflicts came as code 10164", s.val, count["10164"])
+	}
+	return result{short: out, full: out, folded: strings.Join(folded, " ")}
+}
+
+// memEnv is memstore; every node is a handle on one Store.
+type memEnv struct {
+	st   *memstore.Store
+	repl int
+}
+
+func (m *memEnv) backend(_ *testing.T, _ int) store.Backend { return m.st.Backend() }
+func (m *memEnv) purge(_ *testing.T, bucket string)         { m.st.Purge(bucket) }
+func (m *memEnv) deleteBucket(_ *testing.T, bucket string)  { m.st.DeleteBucket(bucket) }
+func (m *memEnv) replicas() int                             { return m.repl }
+
+// runMem runs r on a fresh memstore inside a synctest bubble, which also
+// proves that every goroutine memstore started has exited. repl is the
+// base replica count of the run it is compared with.
+func runMem(t *testing.T, r row, repl int) []string {
+	var out []string
+	synctest.Test(t, func(t *testing.T) {
+		out = runRow(t, &memEnv{st: memstore.New(time.Now), repl: repl}, "b", r)
+	})
+	return out
+}
+
+// jsEnv is jsstore on embedded nats-servers; node i connects to server
+// i mod len(servers), each node with its own connection.
+type jsEnv struct {
+	servers []*server.Server
+	repl    int
+	// top is the test that owns the connections.
+	top   *testing.T
+	mu    sync.Mutex
+	nodes map[int]jetstream.JetStream
+}
+
+func (j *jsEnv) js(t *testing.T, i int) jetstream.JetStream {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if js, ok := j.nodes[i]; ok {
+		return js
+	}
+	nc, err := nats.Connect(j.servers[i%len(j.servers)].ClientURL())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	j.top.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	j.nodes[i] = js
+	return js
+}
+
+func (j *jsEnv) backend(t *testing.T, i int) store.Backend {
+	return jsstore.Backend{JS: j.js(t, i), Description: "ronin conformance"}
+}
+
+func (j *jsEnv) purge(t *testing.T, bucket string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := j.js(t, 100).Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		t.Fatalf("purge: %v", err)
+	}
+	if err := st.Purge(ctx); err != nil {
+		t.Fatalf("purge: %v", err)
+	}
+}
+
+func (j *jsEnv) deleteBucket(t *testing.T, bucket string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := j.js(t, 100).DeleteKeyValue(ctx, bucket); err != nil {
+		t.Fatalf("delete bucket: %v", err)
+	}
+}
+
+func (j *jsEnv) replicas() int { return j.repl }
+
+func startServer(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.JetStream = true
+	opts.StoreDir = t.TempDir()
+	opts.Host = "127.0.0.1"
+	opts.Port = -1
+	opts.NoSigs = true
+	opts.NoLog = true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	go s.Start()
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	return s
+}
+
+// freePorts reserves n loopback ports for cluster routes.
+func freePorts(t *testing.T, n int) []int {
+	var ports []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+func startCluster(t *testing.T, n int) []*server.Server {
+	ports := freePorts(t, n)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	servers := make([]*server.Server, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			servers[i] = startServer(t, &server.Options{
+				ServerName: fmt.Sprintf("n%d", i+1),
+				Cluster:    server.ClusterOpts{Name: "ronin-conformance", Host: "127.0.0.1", Port: ports[i]},
+				Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
+			})
+		})
+	}
+	wg.Wait()
+	return servers
+}
+
+// conform runs every row on memstore and on e, comparing both with the
+// table and with each other.
+func conform(t *testing.T, e *jsEnv, prefix string) {
+	for i, r := range table {
+		t.Run(r.name, func(t *testing.T) {
+			repl := 1
+			if e != nil {
+				repl = e.repl
+			}
+			mem := runMem(t, r, repl)
+			if e == nil {
+				return
+			}
+			if r.slow && testing.Short() {
+				t.Skip("slow on JetStream")
+			}
+			t.Parallel()
+			js := runRow(t, e, fmt.Sprintf("%s%d", prefix, i), r)
+			for k := range max(len(mem), len(js)) {
+				m, j := at(mem, k), at(js, k)
+				if m != j && (k >= len(r.steps) || r.steps[k].jsGap == "") {
+					t.Errorf("step %d %s: memstore %q, jetstream %q", k, r.steps[k].op, m, j)
+				}
+			}
+		})
+	}
+}
+
+func at(s []string, i int) string {
+	if i < len(s) {
+		return s[i]
+	}
+	return "<none>"
+}
+
+// TestConformanceMemstore runs the table on memstore only.
+func TestConformanceMemstore(t *testing.T) {
+	conform(t, nil, "")
+}
+
+// TestConformanceJetStream runs the table on memstore and on jsstore with
+// a single embedded server (R1).
+func TestConformanceJetStream(t *testing.T) {
+	s := startServer(t, &server.Options{})
+	conform(t, &jsEnv{servers: []*server.Server{s}, repl: 1, top: t, nodes: map[int]jetstream.JetStream{}}, "r1_")
+}
+
+// TestConformanceJetStreamR3 runs the table on a cluster of three embedded
+// servers with R3 buckets, where CAS conflicts can also come as code 10164.
+func TestConformanceJetStreamR3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("R3 cluster")
+	}
+	servers := startCluster(t, 3)
+	conform(t, &jsEnv{servers: servers, repl: 3, top: t, nodes: map[int]jetstream.JetStream{}}, "r3_")
+}
