@@ -11,6 +11,8 @@ CHAOS_CI_SEED ?= 1
 # The simulator's fixed-seed slice that `make test` runs; raise it for a soak.
 SIM_SCENARIOS ?= 2000
 SIM_SEED ?= 1
+# SIM_FOCUS=purge (or slow, partition, pause, suspend, crash, delete) makes half the faults of one kind.
+SIM_FOCUS ?=
 
 .PHONY: all test unit vet fmt demo example fenced bench chaos chaos-ci sim clean
 
@@ -28,7 +30,7 @@ test: vet
 ## A failure prints its seed, a replay command and a trace.
 sim:
 	@mkdir -p out
-	$(GO) test -race -count=1 -timeout 60m -run TestSim ./internal/sim -sim.scenarios $(SIM_SCENARIOS) -sim.seed $(SIM_SEED) > out/sim.log 2>&1; rc=$$?; \
+	$(GO) test -race -count=1 -v -timeout 60m -run TestSim ./internal/sim -sim.scenarios $(SIM_SCENARIOS) -sim.seed $(SIM_SEED) -sim.focus=$(SIM_FOCUS) > out/sim.log 2>&1; rc=$$?; \
 	  grep -v '^scenarios:' out/sim.log; grep '^scenarios:' out/sim.log; exit $$rc
 
 ## unit: the pure-logic tests only (no servers), in seconds.

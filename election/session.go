@@ -52,8 +52,8 @@ func (b *Bucket) keeper(ctx context.Context) {
 	tick := clock.NewTimer(b.clock, 0)
 	defer tick.Stop()
 	for {
-		b.maintainSession(ctx)
-		b.maintainGenesis(ctx)
+		acked := b.maintainSession(ctx)
+		b.maintainGenesis(ctx, acked)
 		b.expireSessions(ctx)
 		b.reconcile(ctx)
 		b.checkWatcher()
@@ -101,8 +101,11 @@ func (b *Bucket) ownIDLocked() string {
 // maintainGenesis writes the genesis record once a TTL has passed, by this
 // node's clock, since its complete view first lacked it: by then every
 // holder of a key that was lost with it (a purge, a bucket deleted and
-// created anew) has passed its deadline, since RenewDeadline < TTL.
-func (b *Bucket) maintainGenesis(ctx context.Context) {
+// created anew) has passed its deadline, since RenewDeadline < TTL. The
+// write follows an acknowledged renew of the session in the same round
+// (acked): a purge since the grace began would have broken the session's
+// CAS chain and restarted the grace (restartGraceLocked).
+func (b *Bucket) maintainGenesis(ctx context.Context, acked bool) {
 	b.mu.Lock()
 	now := b.clock.Now().Mono
 	switch {
@@ -121,7 +124,7 @@ func (b *Bucket) maintainGenesis(ctx context.Context) {
 		b.log.Info("ronin: the bucket has no genesis record (new, created anew or purged); nothing is acquired for a TTL", "ttl", b.spec.TTL)
 		b.mu.Unlock()
 		return
-	case now < b.grantAfter:
+	case now < b.grantAfter || !acked:
 		b.mu.Unlock()
 		return
 	}
@@ -134,9 +137,19 @@ func (b *Bucket) maintainGenesis(ctx context.Context) {
 	}
 }
 
+// restartGraceLocked restarts the wait for the genesis record, if one is
+// under way, on evidence that the store lost writes (this node's session
+// was lost or its renew conflicted unexplained).
+func (b *Bucket) restartGraceLocked() {
+	if !b.v.genesis && b.grantAfter != 0 {
+		b.grantAfter = b.clock.Now().Mono + b.spec.TTL
+	}
+}
+
 // maintainSession deletes own lost sessions, creates a session when there is
-// none, and renews the current one when a RetryPeriod has passed.
-func (b *Bucket) maintainSession(ctx context.Context) {
+// none, and renews the current one when a RetryPeriod has passed. It
+// reports whether a session write was acknowledged.
+func (b *Bucket) maintainSession(ctx context.Context) bool {
 	b.mu.Lock()
 	dead := b.dead
 	b.dead = nil
@@ -152,12 +165,12 @@ func (b *Bucket) maintainSession(ctx context.Context) {
 		}
 	}
 	if s == nil {
-		b.createSession(ctx)
-		return
+		return b.createSession(ctx)
 	}
 	if b.clock.Now().Sub(s.lastSent) >= b.spec.RetryPeriod || b.valueOutdated(s) {
-		b.renew(ctx, s)
+		return b.renew(ctx, s)
 	}
+	return false
 }
 
 // valueOutdated reports whether s's stored value lags its wanted value
@@ -168,7 +181,7 @@ func (b *Bucket) valueOutdated(s *session) bool {
 	return s.written != s.val
 }
 
-func (b *Bucket) createSession(ctx context.Context) {
+func (b *Bucket) createSession(ctx context.Context) bool {
 	var nonce [6]byte
 	_, _ = rand.Read(nonce[:])
 	b.mu.Lock()
@@ -184,22 +197,24 @@ func (b *Bucket) createSession(ctx context.Context) {
 		if !b.checkGone(err) {
 			b.log.Warn("ronin: cannot create session", "err", err)
 		}
-		return
+		return false
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s.rev, s.written = rev, s.val
 	if !b.extendLocked(s, sent) {
 		b.dead = append(b.dead, s)
-		return
+		return false
 	}
 	b.sess = s
 	b.log.Info("ronin: session started", "session", s.id, "rev", rev)
 	b.notifyAllLocked()
+	return true
 }
 
-// renew extends s by a CAS write on its last revision.
-func (b *Bucket) renew(ctx context.Context, s *session) {
+// renew extends s by a CAS write on its last revision and reports whether
+// it was acknowledged.
+func (b *Bucket) renew(ctx context.Context, s *session) bool {
 	sent := b.clock.Now()
 	margin := b.spec.TTL - b.spec.RenewDeadline
 	if !s.lastSent.Wall.IsZero() && !clocksAgree(s.lastSent, sent, margin) {
@@ -207,7 +222,7 @@ func (b *Bucket) renew(ctx context.Context, s *session) {
 		b.log.Warn("ronin: wall and monotonic clocks disagree (suspended?); giving up the session", "session", s.id)
 		b.loseSessionLocked(s)
 		b.mu.Unlock()
-		return
+		return false
 	}
 	s.lastSent = sent
 	b.mu.Lock()
@@ -221,7 +236,7 @@ func (b *Bucket) renew(ctx context.Context, s *session) {
 	if err != nil {
 		b.renewFailures.Add(1)
 		if b.checkGoneLocked(err) {
-			return
+			return false
 		}
 		if isCASConflict(err) {
 			// A renew whose acknowledgement we lost may have landed. Adopt
@@ -230,28 +245,30 @@ func (b *Bucket) renew(ctx context.Context, s *session) {
 			if e, ok := b.v.sessions[s.id]; ok && e.rev != rev && b.v.synced {
 				s.rev = e.rev
 				b.kickLocked()
-				return
+				return false
 			}
 			if _, ok := b.v.sessions[s.id]; !ok && b.v.synced {
 				b.loseSessionLocked(s)
-				return
+				return false
 			}
 			// The view cannot explain the conflict: the bucket may have
 			// been replaced, or purged. Read the truth back.
 			b.suspectLocked(sessionKey(s.id), rev)
+			b.restartGraceLocked()
 		}
 		b.log.Debug("ronin: renew failed", "session", s.id, "err", err)
-		return
+		return false
 	}
 	s.rev, s.written = newRev, val
 	if b.sess != s || !b.extendLocked(s, sent) {
-		return
+		return false
 	}
 	if b.v.lastRev >= b.ackedRev {
 		b.ackedAt = b.clock.Now() // time the oldest renew not yet seen
 	}
 	b.ackedRev = newRev
 	b.log.Debug("ronin: renewed", "session", s.id, "rev", newRev)
+	return true
 }
 
 // extendLocked moves s's deadline to sent+RenewDeadline and re-arms its
@@ -310,6 +327,7 @@ func (b *Bucket) loseSessionLocked(s *session) {
 		if b.sess == s {
 			b.sess = nil
 		}
+		b.restartGraceLocked()
 		if _, stored := b.v.sessions[s.id]; stored {
 			b.dead = append(b.dead, s)
 		}

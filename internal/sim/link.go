@@ -3,6 +3,8 @@ package sim
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -158,7 +160,16 @@ func (b *linkBucket) Update(ctx context.Context, key string, value []byte, last 
 }
 
 func (b *linkBucket) Delete(ctx context.Context, key string, rev uint64) error {
+	if id, ok := shardOf(key); ok {
+		b.l.w.released(b.l.node, id, rev)
+	}
 	return b.write(ctx, func() error { return b.inner.Delete(ctx, key, rev) })
+}
+
+// shardOf returns the shard whose record key is, and whether it is one.
+func shardOf(key string) (int, bool) {
+	id, err := strconv.Atoi(strings.TrimPrefix(key, "shard."))
+	return id, err == nil && strings.HasPrefix(key, "shard.")
 }
 
 func (b *linkBucket) Get(ctx context.Context, key string) (e store.Entry, err error) {

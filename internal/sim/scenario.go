@@ -19,6 +19,13 @@ type Scenario struct {
 	// Faults is how long faults are injected; Settle how long the healed
 	// cluster then has before the liveness check.
 	Faults, Settle time.Duration
+	// Focus, if set, makes half of the faults of one kind (see focusKinds).
+	Focus string
+}
+
+// focusKinds maps a focus to a draw of schedule's fault table.
+var focusKinds = map[string]int{
+	"slow": 14, "partition": 51, "pause": 75, "suspend": 81, "crash": 85, "purge": 98, "delete": 99,
 }
 
 // FromSeed draws a scenario.
@@ -75,7 +82,11 @@ func (w *World) schedule() []fault {
 		at := time.Duration(r.Int64N(int64(sc.Faults)))
 		id := fmt.Sprintf("n%d", 1+r.IntN(sc.Nodes))
 		dur := frac(0.2, 2.5)
-		switch k := r.IntN(100); {
+		k := r.IntN(100)
+		if f, ok := focusKinds[sc.Focus]; ok && r.IntN(2) == 0 {
+			k = f
+		}
+		switch {
 		case k < 14:
 			d := frac(0.2, 1.5)
 			add(at, dur, fmt.Sprintf("watcher lag %v on %s", d, id), onLink(id, func(f *faults) { f.lag = d }), onLink(id, func(f *faults) { f.lag = 0 }))

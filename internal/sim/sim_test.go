@@ -15,6 +15,7 @@ var (
 	firstSeed = flag.Int64("sim.seed", 1, "seed of the first scenario; scenario i uses seed+i")
 	workers   = flag.Int("sim.parallel", 2, "scenarios run at once")
 	verbose   = flag.Bool("sim.v", false, "print every scenario's fault schedule")
+	focus     = flag.String("sim.focus", "", "make half of the faults of one kind: slow, partition, pause, suspend, crash, purge, delete")
 )
 
 // TestSim runs -sim.scenarios seeded scenarios of the real protocol code in
@@ -42,7 +43,9 @@ func TestSim(t *testing.T) {
 					return
 				}
 				var res Result
-				synctest.Test(t, func(*testing.T) { res = Run(FromSeed(seed)) })
+				sc := FromSeed(seed)
+				sc.Focus = *focus
+				synctest.Test(t, func(*testing.T) { res = Run(sc) })
 				ran.Add(1)
 				if *verbose {
 					t.Logf("seed %d: %+v\n%s", seed, res.Scenario, strings.Join(res.Faults, "\n"))
@@ -54,8 +57,8 @@ func TestSim(t *testing.T) {
 				mu.Lock()
 				if reported < 3 {
 					reported++
-					t.Errorf("seed %d: %d violation(s); replay: go test ./internal/sim -run TestSim -sim.seed %d -sim.scenarios 1 -sim.parallel 1\nscenario: %+v\nviolations:\n  %s\nfaults:\n%s\ntrace (latest events):\n%s",
-						seed, len(res.Violations), seed, res.Scenario, strings.Join(res.Violations, "\n  "), strings.Join(res.Faults, "\n"), res.Trace)
+					t.Errorf("seed %d: %d violation(s); replay: go test ./internal/sim -run TestSim -sim.seed %d -sim.scenarios 1 -sim.parallel 1 -sim.focus=%q\nscenario: %+v\nviolations:\n  %s\nfaults:\n%s\ntrace (latest events):\n%s",
+						seed, len(res.Violations), seed, *focus, res.Scenario, strings.Join(res.Violations, "\n  "), strings.Join(res.Faults, "\n"), res.Trace)
 				}
 				mu.Unlock()
 			}
