@@ -14,7 +14,7 @@ SIM_SEED ?= 1
 # SIM_FOCUS=purge (or slow, partition, pause, suspend, crash, delete) makes half the faults of one kind.
 SIM_FOCUS ?=
 
-.PHONY: all test unit vet fmt demo example fenced bench chaos chaos-ci sim clean
+.PHONY: all test unit vet fmt demo example fenced bench chaos chaos-ci sim mutate clean
 
 all: vet test
 
@@ -72,6 +72,11 @@ chaos:
 chaos-ci:
 	bash integration/chaos/setup.sh
 	$(GO) run ./integration/chaos -duration $(CHAOS_CI_DURATION) -seed $(CHAOS_CI_SEED) -out out/chaos-ci
+
+## mutate: remove each guard of the protocol in turn from a copy of the
+## module and show which test catches it (table, then "caught: K/N").
+mutate:
+	$(GO) run ./internal/mutate
 
 clean:
 	rm -rf out bin

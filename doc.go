@@ -27,9 +27,12 @@
 //
 // E3 Self-demotion. A leader that cannot renew stops by its own monotonic
 // clock before anyone else can take over. IsLeader and a handler's
-// ctx.Err() check the deadline on every call, so a paused process never
-// acts on stale leadership after it resumes; the handler ctx is cancelled
-// at that deadline.
+// ctx.Err() check the deadline on both clocks on every call, so a paused
+// or suspended process never acts on stale leadership after it resumes.
+// The handler ctx's Done (and every context derived from it, cancelled in
+// the same step) closes when the deadline timer fires: at once after a
+// pause, up to RenewDeadline late after a machine suspend. Check the
+// handler's own ctx.Err() before acting, and pass rev downstream.
 //
 // E4 Liveness. A graceful resign hands over in milliseconds. A dead leader
 // is replaced once its lease has run out (TTL plus a small slack).
@@ -55,7 +58,12 @@
 // write. Safety needs clock rates that agree within the TTL margin; a
 // machine suspended while its wall clock is also stepped back can break
 // it. With SyncAlways turned off, a correlated power loss can lose
-// acknowledged writes and reissue tokens. With fewer than a quorum of
-// servers up, nothing can be elected (but no second leader appears).
+// acknowledged writes and reissue tokens; in URL mode durability is the
+// servers' sync_interval. With fewer than a quorum of servers up, nothing
+// can be elected (but no second leader appears). A bucket deleted while in
+// use ends its leaders' terms (Run returns ErrBucketGone) and is never
+// recreated behind their backs; a new, recreated or purged bucket grants
+// no leadership for one TTL (the genesis rule), so the first election in a
+// fresh cluster takes about a TTL.
 // See docs/safety.md for the argument.
 package ronin

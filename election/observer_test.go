@@ -149,6 +149,18 @@ func TestObserverExpiry(t *testing.T) {
 			at: 4*time.Second + ttl - time.Millisecond,
 		},
 		{
+			// A kill computed for an old revision that fails must not delay
+			// the newer revision's countdown either: takeover would wait.
+			name: "postponing an old revision leaves the new one's countdown",
+			steps: func(o *observer) {
+				o.seen("a", 7, t0)
+				o.seen("a", 9, t0+time.Second)
+				o.postpone("a", 7, t0+time.Second+ttl+2*time.Second)
+			},
+			at:   time.Second + ttl,
+			want: []expiredSession{{"a", 9}},
+		},
+		{
 			name: "postpone never brings an expiry forward",
 			steps: func(o *observer) {
 				o.seen("a", 7, t0+4*time.Second)

@@ -1,0 +1,221 @@
+// Command mutate shows that every guard of the protocol is tested: it
+// removes one guard at a time from a copy of the module, runs the fast
+// tests and a simulator slice against it, and prints which test caught the
+// removal. `make mutate` runs it; it ends with "caught: K/N".
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// mutation removes one guard: each edit replaces text that must occur
+// exactly once in file.
+type mutation struct {
+	guard string
+	file  string
+	edits [][2]string
+	focus string // simulator fault mix that exercises the guard
+}
+
+var mutations = []mutation{
+	{"postpone checks the revision", "election/observer.go",
+		[][2]string{{"if s, ok := o.sessions[id]; ok && s.rev == rev {\n\t\ts.seen = max", "if s, ok := o.sessions[id]; ok {\n\t\ts.seen = max"}}, "slow"},
+	{"hole 1 as reviewed: postpone without both guards", "election/observer.go",
+		[][2]string{{"if s, ok := o.sessions[id]; ok && s.rev == rev {\n\t\ts.seen = max(s.seen, at-o.ttl)", "if s, ok := o.sessions[id]; ok {\n\t\ts.seen = at - o.ttl"}}, "slow"},
+	{"postpone never brings an expiry forward", "election/observer.go",
+		[][2]string{{"s.seen = max(s.seen, at-o.ttl)", "s.seen = at - o.ttl"}}, "slow"},
+	{"kill only after TTL on the observer's clock", "election/observer.go",
+		[][2]string{{"if id != skip && now-s.seen >= o.ttl {", "if id != skip && now-s.seen >= o.ttl/2 {"}}, "partition"},
+	{"observer margin: holder stops at RenewDeadline < TTL", "election/session.go",
+		[][2]string{{"d := newDeadline(sent, b.spec.RenewDeadline)", "d := newDeadline(sent, b.spec.TTL+b.spec.RetryPeriod)"}}, "partition"},
+	{"IsLeader/Err read the clock", "election/session.go",
+		[][2]string{{"return d != nil && d.valid(now)", "return d != nil"}}, "pause"},
+	{"deadline valid by the wall clock too (suspend)", "election/deadline.go",
+		[][2]string{{"return now.Mono < d.Mono && now.Wall.Before(d.Wall)", "return now.Mono < d.Mono"}}, "suspend"},
+	{"wall/monotonic agreement on renew", "election/session.go",
+		[][2]string{{"!s.lastSent.Wall.IsZero() && !clocksAgree(s.lastSent, sent, margin)", "false"}}, "suspend"},
+	{"deadline never extended once passed", "election/session.go",
+		[][2]string{{"if old := s.dl.Load(); old != nil && !old.valid(now) {", "if old := s.dl.Load(); false && old != nil && !old.valid(now) {"}}, "suspend"},
+	{"kill is a CAS at the exact revision seen", "election/session.go",
+		[][2]string{{"deleted, err := b.deleteSession(ctx, e.id, e.rev)", "deleted, err := b.deleteSession(ctx, e.id, 0)"}}, "slow"},
+	{"handler returned before release", "worker/group.go",
+		[][2]string{{"r.stop(g.clock, g.cfg.HandoffTimeout, g.log)", "r.cancel()"}}, "crash"},
+	{"leaving mark before handoff", "worker/group.go",
+		[][2]string{{"g.bucket.SetLeaving(true)", "g.bucket.SetLeaving(false)"}}, "crash"},
+	{"R1 refused in a cluster", "election/registry.go",
+		[][2]string{{"case spec.Replicas == 1 && r.host.Clustered && !r.host.AllowSingleReplica:", "case false:"}}, ""},
+	{"deleted bucket ends every lease (never recreated silently)", "election/bucket.go",
+		[][2]string{{"if !errors.Is(err, store.ErrBucketGone) {\n\t\treturn false", "if true {\n\t\treturn false"}}, "delete"},
+	{"nothing acquired without the genesis record", "election/bucket.go",
+		[][2]string{{"b.gone == nil && b.v.synced && b.v.genesis && b.sess != nil", "b.gone == nil && b.v.synced && b.sess != nil"}}, "purge"},
+	{"genesis written only a TTL after it was found missing", "election/session.go",
+		[][2]string{{"b.grantAfter = now + b.spec.TTL\n", "b.grantAfter = now\n"}}, "purge"},
+	{"genesis write follows an acknowledged renew", "election/session.go",
+		[][2]string{{"case now < b.grantAfter || !acked:", "case now < b.grantAfter:"}}, "purge"},
+	{"vanished (purged) sessions stay until they expire", "election/view.go",
+		[][2]string{{"if _, live := v.sessions[e.rec.Session]; e.present && live {", "if false {"}}, "purge"},
+	{"handoff skips a run reaped meanwhile (nil check)", "worker/group.go",
+		[][2]string{{"if r == nil || r.acquiring || r.moving {", "if r != nil && (r.acquiring || r.moving) {"}}, "crash"},
+	{"run registered before its handler starts", "worker/handler.go",
+		[][2]string{
+			{"\tg.mu.Lock()\n\tg.running[id] = r\n\tg.mu.Unlock()\n\tl.OnEnd(cancel)\n", "\tl.OnEnd(cancel)\n"},
+			{"\t\tg.signal()\n\t}()\n}", "\t\tg.signal()\n\t}()\n\ttime.Sleep(time.Millisecond)\n\tg.mu.Lock()\n\tg.running[id] = r\n\tg.mu.Unlock()\n}"},
+		}, "crash"},
+	{"lease end cancels the handler ctx synchronously", "election/lease.go",
+		[][2]string{{"\tfor _, f := range fs {\n\t\tf()\n\t}", "\tfor _, f := range fs {\n\t\tgo f()\n\t}"}}, ""},
+	{"a write already refused at a revision is not resent", "election/bucket.go",
+		[][2]string{{"if sp, ok := b.suspects[key]; ok && sp.rev == casRev {", "if sp, ok := b.suspects[key]; false && ok && sp.rev == casRev {"}}, "purge"},
+}
+
+var (
+	scenarios = flag.Int("scenarios", 500, "simulator scenarios per mutation (per fault mix)")
+	only      = flag.String("only", "", "run only guards whose name contains this")
+	simOnly   = flag.Bool("sim-only", false, "skip the unit tests: show what the simulator alone catches")
+)
+
+func main() {
+	flag.Parse()
+	root, err := os.Getwd()
+	check(err)
+	files := gitFiles(root)
+	fmt.Printf("%-58s | %-52s | %s\n", "guard", "caught by", "time")
+	fmt.Printf("%s-|-%s-|-%s\n", strings.Repeat("-", 58), strings.Repeat("-", 52), strings.Repeat("-", 6))
+	caught, total := 0, 0
+	for _, m := range mutations {
+		if *only != "" && !strings.Contains(m.guard, *only) {
+			continue
+		}
+		total++
+		start := time.Now()
+		by, err := run(root, files, m)
+		if err != nil {
+			by = "ERROR: " + err.Error()
+		} else if by != "" {
+			caught++
+		} else {
+			by = "NOT CAUGHT"
+		}
+		fmt.Printf("%-58s | %-52s | %5.0fs\n", m.guard, by, time.Since(start).Seconds())
+	}
+	fmt.Printf("caught: %d/%d\n", caught, total)
+	if caught != total {
+		os.Exit(1)
+	}
+}
+
+// run applies m to a fresh copy of the module and reports the first test
+// that fails, "" if none does.
+func run(root string, files []string, m mutation) (string, error) {
+	dir, err := os.MkdirTemp("", "ronin-mutate-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			continue // deleted in the work tree
+		}
+		check(os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755))
+		check(os.WriteFile(filepath.Join(dir, f), b, 0o644))
+	}
+	path := filepath.Join(dir, m.file)
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range m.edits {
+		if n := bytes.Count(src, []byte(e[0])); n != 1 {
+			return "", fmt.Errorf("%s: guard text found %d times (stale mutation)", m.file, n)
+		}
+		src = bytes.Replace(src, []byte(e[0]), []byte(e[1]), 1)
+	}
+	check(os.WriteFile(path, src, 0o644))
+	if out, err := command(dir, "go", "build", "./..."); err != nil {
+		return "", fmt.Errorf("mutant does not build: %s", firstLine(out))
+	}
+	if !*simOnly {
+		if out, err := command(dir, "go", "test", "-count=1", "./election/", "./worker/"); err != nil {
+			return failure(out, "unit"), nil
+		}
+	}
+	for _, focus := range []string{"", m.focus} {
+		out, err := command(dir, "go", "test", "-count=1", "-timeout", "10m", "-run", "TestSim", "./internal/sim",
+			"-sim.scenarios", fmt.Sprint(*scenarios), "-sim.focus="+focus)
+		if err != nil {
+			return failure(out, "sim"+orNone(focus)), nil
+		}
+		if focus == m.focus {
+			break
+		}
+	}
+	return "", nil
+}
+
+func orNone(focus string) string {
+	if focus == "" {
+		return ""
+	}
+	return " (" + focus + ")"
+}
+
+var (
+	failRe      = regexp.MustCompile(`--- FAIL: (\S+)`)
+	violationRe = regexp.MustCompile(`t=\S+ (E1|E2|E3|E4|S1|S2|S3|S4)[^:]*:`)
+	seedRe      = regexp.MustCompile(`seed (\d+): `)
+	panicRe     = regexp.MustCompile(`panic: (.{0,40})`)
+)
+
+// failure names what failed: the simulator's first violation and seed, a
+// panic, or the first failing test.
+func failure(out, suite string) string {
+	if v := violationRe.FindStringSubmatch(out); v != nil {
+		seed := ""
+		if s := seedRe.FindStringSubmatch(out); s != nil {
+			seed = " seed " + s[1]
+		}
+		return fmt.Sprintf("%s: %s violation%s", suite, v[1], seed)
+	}
+	if p := panicRe.FindStringSubmatch(out); p != nil {
+		return fmt.Sprintf("%s: panic %s", suite, strings.TrimSpace(p[1]))
+	}
+	if f := failRe.FindStringSubmatch(out); f != nil {
+		return fmt.Sprintf("%s: %s", suite, f[1])
+	}
+	return suite + ": " + firstLine(out)
+}
+
+func command(dir, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	var b bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &b, &b
+	err := cmd.Run()
+	return b.String(), err
+}
+
+func gitFiles(root string) []string {
+	out, err := command(root, "git", "ls-files", "-co", "--exclude-standard")
+	check(err)
+	return strings.Fields(out)
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mutate:", err)
+		os.Exit(2)
+	}
+}
