@@ -355,17 +355,11 @@ func (b *Bucket) requestRewatchLocked() {
 
 // finishSyncLocked completes a (re)sync and tells everyone to look again.
 func (b *Bucket) finishSyncLocked() {
-	removed, ghosts := b.v.finishSync(b.clock.Now().Mono)
+	removed, c := b.v.finishSync(b.clock.Now().Mono)
 	for _, key := range removed {
 		b.endLeaseLocked(key, ^uint64(0))
 	}
-	if len(ghosts) > 0 {
-		b.log.Warn("ronin: sessions vanished from the store without a delete (was the bucket purged?); their keys stay held until they expire", "sessions", len(ghosts))
-	}
-	if b.sess != nil && b.v.ghost(b.sess.id) {
-		b.log.Warn("ronin: this node's session vanished from the store; stepping down", "session", b.sess.id)
-		b.loseSessionLocked(b.sess)
-	}
+	b.reactLocked(c)
 	b.notifyAllLocked()
 }
 
@@ -392,7 +386,7 @@ func (b *Bucket) reactLocked(c change) {
 	}
 	for _, id := range c.dropped {
 		if b.sess != nil && b.sess.id == id {
-			b.log.Warn("ronin: this node's session was deleted by another node", "session", id)
+			b.log.Warn("ronin: this node's session is gone from the store (expired by another node, or purged)", "session", id)
 			b.loseSessionLocked(b.sess)
 		}
 	}

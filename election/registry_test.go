@@ -50,3 +50,38 @@ func TestLeaseEndCancelsSynchronously(t *testing.T) {
 	l.OnEnd(cancelLate)
 	require.Error(t, late.Err(), "OnEnd after the end runs at once")
 }
+
+// A session whose deadline passed is lost for good: a late acknowledgement
+// of a renew sent before the deadline must not make it valid again.
+func TestDeadlineNeverExtendedOncePassed(t *testing.T) {
+	b, err := testRegistry(Host{}).Bucket(context.Background(), BucketSpec{Name: "b", Timing: Timing{TTL: time.Second}, Replicas: 1})
+	require.NoError(t, err)
+	now := b.clock.Now()
+	s := &session{id: "s", lost: make(chan struct{})}
+	past := newDeadline(now.Add(-2*time.Second), time.Second)
+	s.dl.Store(&past)
+	b.mu.Lock()
+	extended := b.extendLocked(s, now.Add(-100*time.Millisecond))
+	b.mu.Unlock()
+	require.False(t, extended)
+	require.False(t, s.valid(b.clock.Now()))
+}
+
+// A renew whose wall and monotonic clocks moved apart by more than the
+// margin since the last one (a suspended machine, a stepped clock) gives
+// the session up instead of extending it.
+func TestRenewGivesUpWhenClocksDisagree(t *testing.T) {
+	ctx := context.Background()
+	b, err := testRegistry(Host{}).Bucket(ctx, BucketSpec{Name: "b", Timing: Timing{TTL: time.Second}, Replicas: 1})
+	require.NoError(t, err)
+	require.True(t, b.createSession(ctx))
+	s := b.sess
+	require.True(t, b.renew(ctx, s), "clocks agree: renewed")
+	s.lastSent.Wall = s.lastSent.Wall.Add(-time.Hour) // an hour of wall time passed, no monotonic time
+	require.False(t, b.renew(ctx, s))
+	select {
+	case <-s.lost:
+	default:
+		t.Fatal("session kept after the clocks disagreed")
+	}
+}

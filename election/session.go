@@ -387,16 +387,6 @@ func (b *Bucket) expireSessions(ctx context.Context) {
 	expired := b.v.obs.expired(b.clock.Now().Mono, b.ownIDLocked())
 	b.mu.Unlock()
 	for _, e := range expired {
-		b.mu.Lock()
-		if b.v.ghost(e.id) {
-			// Nothing to delete: it vanished (a purge) and has now been
-			// silent for a TTL, like any session killed by the rule.
-			b.log.Info("ronin: a vanished session expired; its keys are free", "session", e.id, "rev", e.rev)
-			b.reactLocked(b.v.dropGhost(e.id))
-			b.mu.Unlock()
-			continue
-		}
-		b.mu.Unlock()
 		deleted, err := b.deleteSession(ctx, e.id, e.rev)
 		b.mu.Lock()
 		switch {

@@ -66,57 +66,29 @@ func (v *view) resync() {
 	v.gen++
 }
 
-// finishSync completes a (re)sync at now. Every delete leaves a marker
-// that a new watch delivers, so an entry it did not deliver vanished
-// without one: the stream was purged. A vanished session stays in the view
-// as a ghost, and so do the records it holds: only the observer's rule
-// ends a session, TTL after its revision was first seen, so that no holder
-// inside its deadline loses its keys to a purge (its renews fail, and it
-// steps down by its own clock). Vanished records of dead sessions are
-// forgotten. Countdowns of sessions whose revision did not change keep
-// running.
-func (v *view) finishSync(now time.Duration) (removed, ghosts []string) {
+// finishSync completes a (re)sync at now: entries the new watch did not
+// deliver were deleted (or purged) while nobody watched. Countdowns of
+// sessions whose revision did not change keep running. (Every delete
+// leaves a marker that a new watch delivers, so only a purge makes
+// entries vanish; the genesis rule keeps the view from granting anything
+// for a TTL after that.)
+func (v *view) finishSync(now time.Duration) (removed []string, c change) {
 	for key, e := range v.records {
-		if e.gen == v.gen {
-			continue
+		if e.gen != v.gen {
+			v.unindex(key, e)
+			delete(v.records, key)
+			removed = append(removed, key)
 		}
-		if _, live := v.sessions[e.rec.Session]; e.present && live {
-			continue
-		}
-		v.unindex(key, e)
-		delete(v.records, key)
-		removed = append(removed, key)
 	}
 	for id, s := range v.sessions {
 		if s.gen != v.gen {
-			ghosts = append(ghosts, id)
+			c.merge(v.dropSession(id))
 		}
 	}
 	v.genesis = v.genesis && v.genGen == v.gen
 	v.synced = true
 	v.obs.event(now)
-	return removed, ghosts
-}
-
-// ghost reports whether session id vanished from the store without a
-// delete (see finishSync).
-func (v *view) ghost(id string) bool {
-	s, ok := v.sessions[id]
-	return ok && s.gen != v.gen
-}
-
-// dropGhost ends a ghost session whose countdown ran out: it and the
-// vanished records it held are forgotten, so their keys are free to be
-// created afresh.
-func (v *view) dropGhost(id string) change {
-	c := v.dropSession(id)
-	for _, key := range c.freed {
-		if e := v.records[key]; e.gen != v.gen {
-			v.unindex(key, e)
-			delete(v.records, key)
-		}
-	}
-	return c
+	return removed, c
 }
 
 // apply folds one store entry in at now.

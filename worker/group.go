@@ -162,41 +162,42 @@ func (g *Group) step(ctx context.Context, p *planner, work *sync.WaitGroup) time
 	now := g.clock.Now()
 	wait := p.observe(members, now)
 	holders := g.bucket.Holders()
-	acquire, handoff, retry := p.decide(g.keys, holders, g.snapshot(), now)
+	acquirable := g.bucket.Acquirable()
+	// Snapshot, decision and marking under one lock: a run that reap
+	// removes is either in the snapshot and marked, or in neither.
+	g.mu.Lock()
+	acquire, handoff, retry := p.decide(g.keys, holders, g.snapshotLocked(), now)
+	if !acquirable {
+		acquire = nil // the bucket signals when this node may acquire again
+	}
+	for _, id := range acquire {
+		g.running[id] = &handlerRun{shard: id, acquiring: true}
+	}
+	moves := make([]*handlerRun, 0, len(handoff))
+	for _, id := range handoff {
+		r := g.running[id]
+		r.moving = true
+		moves = append(moves, r)
+	}
+	g.mu.Unlock()
 	wait = min(wait, retry)
 	for _, id := range p.ownerless(now, g.bucket.Spec().TTL) {
 		g.log.Warn("ronin: shard has had no owner for longer than the TTL", "shard", id, "ttl", g.bucket.Spec().TTL)
 	}
-	if len(acquire) > 0 && !g.bucket.Acquirable() {
-		acquire = nil // the bucket signals when this node may acquire again
-	}
 	for _, id := range acquire {
-		g.mu.Lock()
-		g.running[id] = &handlerRun{shard: id, acquiring: true}
-		g.mu.Unlock()
 		work.Add(1)
 		go func() { defer work.Done(); g.acquire(ctx, id, holders[g.keys[id]]) }()
 	}
-	for _, id := range handoff {
-		g.mu.Lock()
-		r := g.running[id]
-		if r == nil || r.acquiring || r.moving {
-			// The lease ended and reap forgot the run since the snapshot.
-			g.mu.Unlock()
-			continue
-		}
-		r.moving = true
-		g.mu.Unlock()
+	for _, r := range moves {
 		work.Add(1)
 		go func() { defer work.Done(); g.handOver(r); g.signal() }()
 	}
 	return wait
 }
 
-// snapshot returns what this node is doing with each shard it touches.
-func (g *Group) snapshot() map[int]runState {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+// snapshotLocked returns what this node is doing with each shard it
+// touches.
+func (g *Group) snapshotLocked() map[int]runState {
 	out := make(map[int]runState, len(g.running))
 	for id, r := range g.running {
 		switch {

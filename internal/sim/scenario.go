@@ -224,3 +224,39 @@ func Run(sc Scenario) Result {
 	}
 	return res
 }
+
+// DrainGaps starts nodes running one group of shards, lets them settle,
+// stops the first node gracefully, and returns, for every shard it owned,
+// the time from its handler's return to the next handler's start on
+// another node (S4: milliseconds, not a TTL). It must be called inside a
+// synctest bubble.
+func DrainGaps(nodes, shards int, ttl time.Duration) []time.Duration {
+	w := newWorld(Scenario{Nodes: nodes, Shards: shards, TTL: ttl})
+	for i := range nodes {
+		w.startNode(fmt.Sprintf("n%d", i+1))
+	}
+	time.Sleep(3 * ttl)
+	w.node("n1").cancel() // a graceful stop: Run drains
+	time.Sleep(2 * ttl)
+	var gaps []time.Duration
+	w.mu.Lock()
+	for _, hs := range w.handlers {
+		for i, h := range hs {
+			if h.n.id != "n1" || !h.returned {
+				continue
+			}
+			for _, next := range hs[i+1:] {
+				if next.n.id != "n1" && next.started >= h.returnedAt {
+					gaps = append(gaps, next.started-h.returnedAt)
+					break
+				}
+			}
+		}
+	}
+	w.mu.Unlock()
+	for _, n := range w.nodes {
+		n.cancel()
+	}
+	w.runs.Wait()
+	return gaps
+}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 var (
@@ -66,4 +67,22 @@ func TestSim(t *testing.T) {
 	}
 	wg.Wait()
 	fmt.Printf("scenarios: %d, violations: %d\n", ran.Load(), violations.Load())
+}
+
+// TestDrainGap: a member that stops gracefully hands each shard over in
+// milliseconds (S4), because it leaves the membership before it releases:
+// the others plan without it and its planned successors act at once.
+func TestDrainGap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gaps := DrainGaps(3, 12, time.Second)
+		if len(gaps) == 0 {
+			t.Fatal("the drained node owned no shard")
+		}
+		for _, g := range gaps {
+			if g > 50*time.Millisecond {
+				t.Errorf("drain gap %v, want <= 50ms (all: %v)", g, gaps)
+				return
+			}
+		}
+	})
 }

@@ -55,11 +55,13 @@ type candRec struct {
 }
 
 type handlerRec struct {
-	n        *node
-	shard    int
-	rev      uint64
-	ctx      context.Context
-	returned bool
+	n          *node
+	shard      int
+	rev        uint64
+	ctx        context.Context
+	started    time.Duration
+	returned   bool
+	returnedAt time.Duration
 }
 
 const (
@@ -262,7 +264,7 @@ func (w *World) checkKey(key string) {
 // runs until its ctx ends.
 func (w *World) handle(ctx context.Context, n *node, shard int, rev uint64) error {
 	w.logf(n.id, "handler start shard=%d rev=%d", shard, rev)
-	rec := &handlerRec{n: n, shard: shard, rev: rev, ctx: ctx}
+	rec := &handlerRec{n: n, shard: shard, rev: rev, ctx: ctx, started: w.since()}
 	w.mu.Lock()
 	others := slices.Clone(w.handlers[shard])
 	w.handlers[shard] = append(w.handlers[shard], rec)
@@ -282,7 +284,7 @@ func (w *World) handle(ctx context.Context, n *node, shard int, rev uint64) erro
 	// handoff that does not wait for them shows as an S4 violation.
 	time.Sleep(time.Duration((rev*7919+uint64(shard))%20+1) * time.Millisecond)
 	w.mu.Lock()
-	rec.returned = true
+	rec.returned, rec.returnedAt = true, w.since()
 	w.mu.Unlock()
 	w.logf(n.id, "handler return shard=%d rev=%d", shard, rev)
 	return nil
