@@ -11,8 +11,9 @@ CHAOS_CI_SEED ?= 1
 # The simulator's fixed-seed slice that `make test` runs; raise it for a soak.
 SIM_SCENARIOS ?= 2000
 SIM_SEED ?= 1
-# SIM_FOCUS=purge (or slow, partition, pause, suspend, crash, delete) makes half the faults of one kind.
-SIM_FOCUS ?=
+# SIM_FOCUS=purge (or slow, partition, pause, suspend, crash, delete, observer) makes half the
+# faults of one kind; rotate (the default) cycles through them seed by seed.
+SIM_FOCUS ?= rotate
 
 .PHONY: all test unit vet fmt demo example fenced bench chaos chaos-ci sim mutate clean
 

@@ -29,7 +29,7 @@ var mutations = []mutation{
 	{"postpone checks the revision", "election/observer.go",
 		[][2]string{{"if s, ok := o.sessions[id]; ok && s.rev == rev {\n\t\ts.seen = max", "if s, ok := o.sessions[id]; ok {\n\t\ts.seen = max"}}, "slow"},
 	{"hole 1 as reviewed: postpone without both guards", "election/observer.go",
-		[][2]string{{"if s, ok := o.sessions[id]; ok && s.rev == rev {\n\t\ts.seen = max(s.seen, at-o.ttl)", "if s, ok := o.sessions[id]; ok {\n\t\ts.seen = at - o.ttl"}}, "slow"},
+		[][2]string{{"if s, ok := o.sessions[id]; ok && s.rev == rev {\n\t\ts.seen = max(s.seen, at-o.ttl)", "if s, ok := o.sessions[id]; ok {\n\t\ts.seen = at - o.ttl"}}, "observer"},
 	{"postpone never brings an expiry forward", "election/observer.go",
 		[][2]string{{"s.seen = max(s.seen, at-o.ttl)", "s.seen = at - o.ttl"}}, "slow"},
 	{"kill only after TTL on the observer's clock", "election/observer.go",
@@ -141,7 +141,7 @@ func run(root string, files []string, m mutation) (string, error) {
 			return failure(out, "unit"), nil
 		}
 	}
-	for _, focus := range []string{"", m.focus} {
+	for _, focus := range []string{"rotate", m.focus} {
 		out, err := command(dir, "go", "test", "-count=1", "-timeout", "10m", "-run", "TestSim|TestDrainGap", "./internal/sim",
 			"-sim.scenarios", fmt.Sprint(*scenarios), "-sim.focus="+focus)
 		if err != nil {

@@ -26,6 +26,7 @@ type Scenario struct {
 // focusKinds maps a focus to a draw of schedule's fault table.
 var focusKinds = map[string]int{
 	"slow": 14, "partition": 51, "pause": 75, "suspend": 81, "crash": 85, "purge": 98, "delete": 99,
+	"observer": 100,
 }
 
 // FromSeed draws a scenario.
@@ -123,6 +124,19 @@ func (w *World) schedule() []fault {
 		case k < 99:
 			b := w.anyBucket()
 			add(at, 0, "purge of bucket "+b, func(w *World) { w.store.Purge(b) }, nil)
+		case k == 100:
+			// The review's hole 1: an observer whose watcher falls behind
+			// while events keep coming and whose kills are slow in flight,
+			// and a holder cut off in short bursts.
+			holder := fmt.Sprintf("n%d", 1+(r.IntN(sc.Nodes-1)+int(id[1]-'0'))%sc.Nodes)
+			slow := time.Duration(80+r.IntN(120)) * time.Millisecond
+			lat := time.Duration(10+r.IntN(50)) * time.Millisecond
+			add(at, 3*ttl, fmt.Sprintf("lagging observer %s (%v per entry, latency %v)", id, slow, lat),
+				onLink(id, func(f *faults) { f.slow, f.latency = slow, lat }), onLink(id, func(f *faults) { f.slow, f.latency = 0, 0 }))
+			for i := range 3 {
+				cut := at + time.Duration(i)*ttl + frac(0, 0.5)
+				add(cut, frac(0.3, 0.6), "partition of "+holder, onLink(holder, func(f *faults) { f.cut = true }), onLink(holder, func(f *faults) { f.cut = false }))
+			}
 		default:
 			b := w.anyBucket()
 			add(at, 0, "delete of bucket "+b, func(w *World) { w.store.DeleteBucket(b) }, nil)

@@ -16,8 +16,12 @@ var (
 	firstSeed = flag.Int64("sim.seed", 1, "seed of the first scenario; scenario i uses seed+i")
 	workers   = flag.Int("sim.parallel", 2, "scenarios run at once")
 	verbose   = flag.Bool("sim.v", false, "print every scenario's fault schedule")
-	focus     = flag.String("sim.focus", "", "make half of the faults of one kind: slow, partition, pause, suspend, crash, purge, delete")
+	focus     = flag.String("sim.focus", "", "make half of the faults of one kind: slow, partition, pause, suspend, crash, purge, delete, observer (a lagging observer and a holder cut off in bursts); rotate cycles through them seed by seed")
 )
+
+// rotation is the fault mixes -sim.focus=rotate cycles through, seed by
+// seed: the plain mix twice as often as each focus.
+var rotation = []string{"", "observer", "", "slow", "partition", "pause", "suspend", "crash", "purge", "delete"}
 
 // TestSim runs -sim.scenarios seeded scenarios of the real protocol code in
 // virtual time and fails on any violation, printing its seed, a replay
@@ -46,6 +50,9 @@ func TestSim(t *testing.T) {
 				var res Result
 				sc := FromSeed(seed)
 				sc.Focus = *focus
+				if *focus == "rotate" {
+					sc.Focus = rotation[seed%int64(len(rotation))]
+				}
 				synctest.Test(t, func(*testing.T) { res = Run(sc) })
 				ran.Add(1)
 				if *verbose {

@@ -56,10 +56,12 @@ type Bucket interface {
 	// delete); ErrConflict otherwise. It returns the new revision.
 	Create(ctx context.Context, key string, value []byte) (uint64, error)
 	// Update writes key only if its last revision is rev; ErrConflict
-	// otherwise.
+	// otherwise. Rev 0 means "the key has no write" (never written, or
+	// purged): like Create, except over a delete marker.
 	Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error)
 	// Delete writes a delete marker for key only if its last revision is
-	// rev; ErrConflict otherwise.
+	// rev; ErrConflict otherwise. Rev 0 is unconditional (JetStream sends
+	// no expected revision then): Ronin never passes it.
 	Delete(ctx context.Context, key string, rev uint64) error
 	// Get reads key's last write; ErrNotFound if there is none or it is a
 	// delete. The read may be served by a lagging replica.
@@ -70,7 +72,9 @@ type Bucket interface {
 	Watch(ctx context.Context) (Watcher, error)
 	// Check returns ErrBucketGone if the bucket was deleted or replaced by
 	// a new incarnation since it was opened; another error if it cannot
-	// tell now.
+	// tell now. It is the only call that tells a new incarnation from the
+	// old one: the other calls of an old handle act on whatever bucket
+	// has the name now, as JetStream routes by name.
 	Check(ctx context.Context) error
 }
 
