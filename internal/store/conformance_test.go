@@ -53,11 +53,6 @@ const (
 	opRace    = "race" // n handles on different nodes race key (val: "create", "update", "delete") at rev
 )
 
-// foldGap as a race step's jsGap: on JetStream, writers that lost with an
-// error jsstore does not map to ErrConflict are counted as conflicts and
-// logged. jsstore's Create over a delete marker on R>1 returns code 10164
-// unmapped when another write to the key is in flight.
-const foldGap = "fold"
 
 // bogus is a revision no write ever has.
 const bogus = "bogus"
@@ -202,9 +197,9 @@ var table = []row{
 		{op: opDelete, key: "a", rev: "a1", want: "gone"},
 		{op: opDelete, key: "a", want: "gone"},
 		// jsstore: nats.ErrNoResponders from the direct get, unmapped.
-		{op: opGet, key: "a", want: "gone", jsGap: "error"},
+		{op: opGet, key: "a", want: "gone"},
 		// jsstore: nats.ErrStreamNotFound (the old API's), unmapped.
-		{op: opWatch, w: "w", want: "gone", jsGap: "error"},
+		{op: opWatch, w: "w", want: "gone"},
 	}},
 	{name: "reopen after delete", steps: []step{
 		{op: opOpen, want: "created R=base"},
@@ -256,7 +251,7 @@ var table = []row{
 		{op: opOpen, want: "created R=base"},
 		{op: opCreate, key: "k", val: "v1", as: "k1", want: "ok"},
 		{op: opDelete, key: "k", rev: "k1", want: "ok"},
-		{op: opRace, key: "k", val: "create", n: 8, want: "ok=1 conflict=7", jsGap: foldGap},
+		{op: opRace, key: "k", val: "create", n: 8, want: "ok=1 conflict=7"},
 		{op: opGet, key: "k", want: "ok k=race"},
 	}},
 	{name: "watcher of a deleted bucket closes", slow: true, steps: []step{
@@ -307,8 +302,6 @@ type env interface {
 type result struct {
 	short string
 	full  string
-	// folded is short with unmapped errors counted as conflicts (race).
-	folded string
 	revs   []uint64
 	err    error // for the log
 }
@@ -342,14 +335,7 @@ func runRow(t *testing.T, e env, bucket string, r row) []string {
 		}
 		want := strings.ReplaceAll(s.want, "R=base", "R="+strconv.Itoa(e.replicas()))
 		if _, js := e.(*jsEnv); js && s.jsGap != "" {
-			if s.jsGap == foldGap {
-				if res.short != want && res.folded == want {
-					t.Logf("step %d %s: known jsstore gap: %s (unmapped errors are conflicts)", i, s.op, res.short)
-					res.short = want
-				}
-			} else {
-				want = s.jsGap
-			}
+			want = s.jsGap
 		}
 		if res.short != want {
 			t.Errorf("step %d %s %s%s: got %q, want %q (err %v)", i, s.op, s.h, stepDesc(s), res.short, want, res.err)
@@ -648,18 +634,10 @@ func (rn *runner) race(s step) result {
 		}
 	}
 	out := strings.Join(parts, " ")
-	count["conflict"] += count["error"]
-	count["error"] = 0
-	var folded []string
-	for _, k := range []string{"ok", "conflict", "notfound", "gone"} {
-		if count[k] > 0 {
-			folded = append(folded, k+"="+strconv.Itoa(count[k]))
-		}
-	}
 	if count["10164"] > 0 {
 		t.Logf("race %s: %d conflicts came as code 10164", s.val, count["10164"])
 	}
-	return result{short: out, full: out, folded: strings.Join(folded, " ")}
+	return result{short: out, full: out}
 }
 
 // memEnv is memstore; every node is a handle on one Store.
