@@ -53,7 +53,6 @@ const (
 	opRace    = "race" // n handles on different nodes race key (val: "create", "update", "delete") at rev
 )
 
-
 // bogus is a revision no write ever has.
 const bogus = "bogus"
 
@@ -302,8 +301,8 @@ type env interface {
 type result struct {
 	short string
 	full  string
-	revs   []uint64
-	err    error // for the log
+	revs  []uint64
+	err   error // for the log
 }
 
 // runner runs one row on one env.
