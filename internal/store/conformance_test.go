@@ -455,12 +455,6 @@ func (rn *runner) do(s step) result {
 		out := "existing"
 		if o.Created {
 			out = "created"
-			if o.Age != 0 {
-				t.Errorf("open created the bucket with Age %v", o.Age)
-			}
-		}
-		if o.Age < 0 {
-			t.Errorf("open: Age %v", o.Age)
 		}
 		out += " R=" + strconv.Itoa(o.Replicas)
 		for _, k := range slices.Sorted(maps.Keys(o.Metadata)) {

@@ -100,9 +100,6 @@ type Spec struct {
 // Opened is an opened bucket and what opening it learnt.
 type Opened struct {
 	Bucket Bucket
-	// Age is how long ago the bucket was created, by the store's clock, at
-	// the time it was opened; zero if this call created it.
-	Age time.Duration
 	// Created reports whether this call created the bucket.
 	Created bool
 	// Replicas and Metadata are the bucket's settings as stored, for the

@@ -85,9 +85,6 @@ func (b Backend) opened(ctx context.Context, name string, info *jetstream.Stream
 		Replicas: info.Config.Replicas,
 		Metadata: info.Config.Metadata,
 	}
-	if !created {
-		o.Age = max(0, info.TimeStamp.Sub(info.Created))
-	}
 	return o, nil
 }
 

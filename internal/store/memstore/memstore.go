@@ -174,16 +174,12 @@ func (b backend) Open(ctx context.Context, spec store.Spec) (store.Opened, error
 // stored for the caller to compare with its own. The store's lock must be
 // held.
 func (inc *incarnation) opened(s *Store, created bool) store.Opened {
-	o := store.Opened{
+	return store.Opened{
 		Bucket:   &bucket{s: s, name: inc.name, inc: inc},
 		Created:  created,
 		Replicas: inc.replicas,
 		Metadata: maps.Clone(inc.metadata),
 	}
-	if !created {
-		o.Age = max(0, s.now().Sub(inc.created))
-	}
-	return o
 }
 
 // bucket is a handle on the incarnation it opened. Operations other than
