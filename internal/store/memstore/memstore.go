@@ -91,8 +91,8 @@ type Store struct {
 }
 
 // New returns an empty store. now stamps the Created time of writes and
-// buckets and measures bucket ages; the simulator passes time.Now, which is
-// virtual inside a synctest bubble.
+// buckets; the simulator passes time.Now, which is virtual inside a
+// synctest bubble.
 func New(now func() time.Time) *Store {
 	return &Store{now: now, buckets: map[string]*incarnation{}, lastSeq: map[string]uint64{}}
 }
