@@ -60,6 +60,8 @@ var mutations = []mutation{
 		[][2]string{{"b.grantAfter = now + b.spec.TTL\n", "b.grantAfter = now\n"}}, "purge"},
 	{"genesis write follows an acknowledged renew", "election/session.go",
 		[][2]string{{"case now < b.grantAfter || !acked:", "case now < b.grantAfter:"}}, "purge"},
+	{"an unexplained conflict makes the node re-read the bucket", "election/session.go",
+		[][2]string{{"case now-sp.at >= b.spec.RetryPeriod:\n\t\t\tstale = true", "case now-sp.at >= b.spec.RetryPeriod:\n\t\t\tstale = false"}}, "purge"},
 	{"run registered before its handler starts", "worker/handler.go",
 		[][2]string{
 			{"\tg.mu.Lock()\n\tg.running[id] = r\n\tg.mu.Unlock()\n\tl.OnEnd(cancel)\n", "\tl.OnEnd(cancel)\n"},
