@@ -121,16 +121,16 @@ func (l *link) send(ctx context.Context) error {
 
 // receive delivers a response: after the latency, once the node runs. A
 // response to a dead node is never processed (the caller is gone; the
-// error keeps its goroutine from acting). A write's ack may be lost (ctx is
-// the write's; nil for reads, which have no ack to lose).
-func (l *link) receive(ctx context.Context, err error) error {
+// error keeps its goroutine from acting). The ack of a write (ctx is the
+// write's) may be lost; reads have none to lose.
+func (l *link) receive(ctx context.Context, write bool, err error) error {
 	f := l.get()
 	time.Sleep(baseLatency + f.latency)
 	<-l.clock.running()
 	if l.get().dead {
 		return errors.New("sim: process is dead")
 	}
-	if err == nil && f.dropAcks && ctx != nil {
+	if err == nil && f.dropAcks && write {
 		<-ctx.Done()
 		return errAckLost
 	}
@@ -146,7 +146,7 @@ func (b *linkBucket) write(ctx context.Context, op func() error) error {
 	if err := b.l.send(ctx); err != nil {
 		return err
 	}
-	return b.l.receive(ctx, op())
+	return b.l.receive(ctx, true, op())
 }
 
 func (b *linkBucket) Create(ctx context.Context, key string, value []byte) (rev uint64, err error) {
@@ -177,7 +177,7 @@ func (b *linkBucket) Get(ctx context.Context, key string) (e store.Entry, err er
 		return e, err
 	}
 	e, err = b.inner.Get(ctx, key)
-	if rerr := b.l.receive(nil, nil); rerr != nil { // reads have no ack to lose
+	if rerr := b.l.receive(ctx, false, nil); rerr != nil {
 		return store.Entry{}, rerr
 	}
 	return e, err
@@ -188,7 +188,7 @@ func (b *linkBucket) Check(ctx context.Context) error {
 		return err
 	}
 	err := b.inner.Check(ctx)
-	if rerr := b.l.receive(nil, nil); rerr != nil {
+	if rerr := b.l.receive(ctx, false, nil); rerr != nil {
 		return rerr
 	}
 	return err

@@ -301,12 +301,13 @@ func (w *World) isReturned(r *handlerRec) bool {
 // returned first, so that the next owner never starts beside it.
 func (w *World) released(id string, shard int, rev uint64) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	early := false
 	for _, h := range w.handlers[shard] {
-		if h.n.id == id && h.rev == rev && !h.returned && !h.n.dead.Load() {
-			w.violations = append(w.violations, fmt.Sprintf("t=%v S4: %s released shard %d (rev %d) before its handler returned", w.since().Round(time.Microsecond), id, shard, rev))
-			go w.logf("CHECK", "VIOLATION: S4: %s released shard %d (rev %d) before its handler returned", id, shard, rev)
-		}
+		early = early || h.n.id == id && h.rev == rev && !h.returned && !h.n.dead.Load()
+	}
+	w.mu.Unlock()
+	if early {
+		w.violation("S4: %s released shard %d (rev %d) before its handler returned", id, shard, rev)
 	}
 }
 

@@ -221,75 +221,68 @@ func (s *Store) write(inc *incarnation, key string, value []byte, op store.Op) u
 	return rev
 }
 
-// Create writes key if it is missing or its last write is a delete marker.
-func (b *bucket) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+// onCurrent runs f on the name's current incarnation under the store's
+// lock, unless ctx has ended or the bucket is gone.
+func (b *bucket) onCurrent(ctx context.Context, f func(inc *incarnation) error) error {
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return err
 	}
 	b.s.mu.Lock()
 	defer b.s.mu.Unlock()
 	inc, err := b.current()
 	if err != nil {
-		return 0, err
+		return err
 	}
-	if e := inc.keys[key]; e != nil && e.Op == store.Put {
-		return 0, fmt.Errorf("%w: key %q exists at revision %d", store.ErrConflict, key, e.Rev)
-	}
-	return b.s.write(inc, key, value, store.Put), nil
+	return f(inc)
+}
+
+// Create writes key if it is missing or its last write is a delete marker.
+func (b *bucket) Create(ctx context.Context, key string, value []byte) (rev uint64, err error) {
+	err = b.onCurrent(ctx, func(inc *incarnation) error {
+		if e := inc.keys[key]; e != nil && e.Op == store.Put {
+			return fmt.Errorf("%w: key %q exists at revision %d", store.ErrConflict, key, e.Rev)
+		}
+		rev = b.s.write(inc, key, value, store.Put)
+		return nil
+	})
+	return rev, err
 }
 
 // Update writes key if its last revision is rev (0: it has no write).
-func (b *bucket) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	b.s.mu.Lock()
-	defer b.s.mu.Unlock()
-	inc, err := b.current()
-	if err != nil {
-		return 0, err
-	}
-	if last := lastRev(inc, key); last != rev {
-		return 0, fmt.Errorf("%w: key %q is at revision %d, not %d", store.ErrConflict, key, last, rev)
-	}
-	return b.s.write(inc, key, value, store.Put), nil
+func (b *bucket) Update(ctx context.Context, key string, value []byte, rev uint64) (next uint64, err error) {
+	err = b.onCurrent(ctx, func(inc *incarnation) error {
+		if last := lastRev(inc, key); last != rev {
+			return fmt.Errorf("%w: key %q is at revision %d, not %d", store.ErrConflict, key, last, rev)
+		}
+		next = b.s.write(inc, key, value, store.Put)
+		return nil
+	})
+	return next, err
 }
 
 // Delete writes a delete marker for key if its last revision is rev; with
 // rev 0, unconditionally (as nats.go does).
 func (b *bucket) Delete(ctx context.Context, key string, rev uint64) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	b.s.mu.Lock()
-	defer b.s.mu.Unlock()
-	inc, err := b.current()
-	if err != nil {
-		return err
-	}
-	if last := lastRev(inc, key); rev != 0 && last != rev {
-		return fmt.Errorf("%w: key %q is at revision %d, not %d", store.ErrConflict, key, last, rev)
-	}
-	b.s.write(inc, key, nil, store.Delete)
-	return nil
+	return b.onCurrent(ctx, func(inc *incarnation) error {
+		if last := lastRev(inc, key); rev != 0 && last != rev {
+			return fmt.Errorf("%w: key %q is at revision %d, not %d", store.ErrConflict, key, last, rev)
+		}
+		b.s.write(inc, key, nil, store.Delete)
+		return nil
+	})
 }
 
 // Get reads key's last write.
-func (b *bucket) Get(ctx context.Context, key string) (store.Entry, error) {
-	if err := ctx.Err(); err != nil {
-		return store.Entry{}, err
-	}
-	b.s.mu.Lock()
-	defer b.s.mu.Unlock()
-	inc, err := b.current()
-	if err != nil {
-		return store.Entry{}, err
-	}
-	e := inc.keys[key]
-	if e == nil || e.Op != store.Put {
-		return store.Entry{}, fmt.Errorf("%w: %s", store.ErrNotFound, key)
-	}
-	return clone(e), nil
+func (b *bucket) Get(ctx context.Context, key string) (out store.Entry, err error) {
+	err = b.onCurrent(ctx, func(inc *incarnation) error {
+		e := inc.keys[key]
+		if e == nil || e.Op != store.Put {
+			return fmt.Errorf("%w: %s", store.ErrNotFound, key)
+		}
+		out = clone(e)
+		return nil
+	})
+	return out, err
 }
 
 // Check reports whether the handle's incarnation is still the current one.
