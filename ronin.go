@@ -12,7 +12,6 @@ import (
 	"github.com/nonchan7720/ronin/internal/store/jsstore"
 	"github.com/nonchan7720/ronin/manager"
 	"github.com/nonchan7720/ronin/shard"
-	"github.com/nonchan7720/ronin/worker"
 )
 
 // ServerConfig configures the node: the embedded NATS server (or an
@@ -168,12 +167,12 @@ func (m *Manager) registerContext() (context.Context, context.CancelFunc) {
 // ShardHandler runs one shard while this node owns it; see shard.Handler.
 type ShardHandler = shard.Handler
 
-// ShardConfig configures a shard group; see worker.Config for every field
+// ShardConfig configures a shard group; see shard.Config for every field
 // and its default.
-type ShardConfig = worker.Config
+type ShardConfig = shard.Config
 
 // ShardGroup is this node's part of a shard group.
-type ShardGroup = worker.Group
+type ShardGroup = shard.Group
 
 // ShardAssignment is one shard's owner in the cluster-wide view.
 type ShardAssignment = shard.Assignment
@@ -203,7 +202,7 @@ func (m *Manager) RegisterShards(cfg ShardConfig) (*ShardGroup, error) {
 	} else {
 		cfg.Logger = cfg.Logger.With("node", m.node.NodeID())
 	}
-	g, err := worker.New(ctx, reg, cfg)
+	g, err := shard.NewGroup(ctx, reg, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -238,9 +238,9 @@ func TestShutdownWithRunningLeader(t *testing.T) {
 	requireClean(t, h)
 }
 
-// TestFullRestartTokensGrow stops every node at once without resigning and
+// TestFullRestartRevsGrow stops every node at once without resigning and
 // restarts them from their data dirs: new tokens exceed every old one (E2).
-func TestFullRestartTokensGrow(t *testing.T) {
+func TestFullRestartRevsGrow(t *testing.T) {
 	c := NewCluster(t, 3)
 	var max uint64
 	var rs []*running

@@ -16,7 +16,7 @@ type Leader interface {
 // Term is one observed leadership interval of one participant.
 type Term struct {
 	Key, Who   string
-	Token      uint64
+	Rev        uint64
 	Start, End time.Time // End is zero while the term lasts
 }
 
@@ -34,7 +34,7 @@ type History struct {
 	keys       map[string]map[string]Leader // key -> who -> participant
 	open       map[string]*Term             // key/who -> running term
 	terms      []Term
-	lastToken  map[string]uint64
+	lastRev    map[string]uint64
 	violations []string
 	stop       chan struct{}
 	done       chan struct{}
@@ -43,11 +43,11 @@ type History struct {
 // NewHistory starts sampling; call Stop to end it.
 func NewHistory() *History {
 	h := &History{
-		keys:      map[string]map[string]Leader{},
-		open:      map[string]*Term{},
-		lastToken: map[string]uint64{},
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
+		keys:    map[string]map[string]Leader{},
+		open:    map[string]*Term{},
+		lastRev: map[string]uint64{},
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	go h.loop()
 	return h
@@ -147,7 +147,7 @@ func (h *History) sampleLocked(key string, parts map[string]Leader) {
 		switch {
 		case r.leader && t == nil:
 			h.openTermLocked(key, r, now)
-		case t != nil && (!r.leader || r.token != t.Token):
+		case t != nil && (!r.leader || r.token != t.Rev):
 			t.End = now
 			h.terms = append(h.terms, *t)
 			delete(h.open, id)
@@ -160,10 +160,10 @@ func (h *History) sampleLocked(key string, parts map[string]Leader) {
 
 // openTermLocked starts a term; its token must exceed every earlier one.
 func (h *History) openTermLocked(key string, r reading, now time.Time) {
-	if r.token <= h.lastToken[key] {
+	if r.token <= h.lastRev[key] {
 		h.violations = append(h.violations, fmt.Sprintf("%s: %s got token %d, not above the previous %d",
-			key, r.who, r.token, h.lastToken[key]))
+			key, r.who, r.token, h.lastRev[key]))
 	}
-	h.lastToken[key] = max(h.lastToken[key], r.token)
-	h.open[key+"/"+r.who] = &Term{Key: key, Who: r.who, Token: r.token, Start: now}
+	h.lastRev[key] = max(h.lastRev[key], r.token)
+	h.open[key+"/"+r.who] = &Term{Key: key, Who: r.who, Rev: r.token, Start: now}
 }

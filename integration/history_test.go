@@ -29,7 +29,7 @@ func TestHistoryDetectsOverlap(t *testing.T) {
 	assert.Contains(t, violations[0], "led at once")
 }
 
-func TestHistoryDetectsTokenNotGrowing(t *testing.T) {
+func TestHistoryDetectsRevNotGrowing(t *testing.T) {
 	h := NewHistory()
 	a, b := &fakeLeader{}, &fakeLeader{}
 	h.Add("k", "a", a)

@@ -21,7 +21,7 @@ type shardLog struct {
 	mu         sync.Mutex
 	live       map[int][]*handlerCall // shard -> calls whose ctx is live
 	calls      []*handlerCall
-	lastToken  map[int]uint64
+	lastRev    map[int]uint64
 	violations []string
 }
 
@@ -36,7 +36,7 @@ type handlerCall struct {
 }
 
 func newShardLog() *shardLog {
-	return &shardLog{live: map[int][]*handlerCall{}, lastToken: map[int]uint64{}}
+	return &shardLog{live: map[int][]*handlerCall{}, lastRev: map[int]uint64{}}
 }
 
 // handler returns a ShardHandler for node that records into the log and
@@ -50,10 +50,10 @@ func (l *shardLog) handler(node string) ronin.ShardHandler {
 				l.violations = append(l.violations, fmt.Sprintf("shard %d: %s (rev %d) started while %s (rev %d) still runs", id, node, rev, other.node, other.rev))
 			}
 		}
-		if rev < l.lastToken[id] || (rev == l.lastToken[id] && !l.restartOf(id, node, rev)) {
-			l.violations = append(l.violations, fmt.Sprintf("shard %d: token %d after %d", id, rev, l.lastToken[id]))
+		if rev < l.lastRev[id] || (rev == l.lastRev[id] && !l.restartOf(id, node, rev)) {
+			l.violations = append(l.violations, fmt.Sprintf("shard %d: token %d after %d", id, rev, l.lastRev[id]))
 		}
-		l.lastToken[id] = rev
+		l.lastRev[id] = rev
 		l.live[id] = append(l.live[id], c)
 		l.calls = append(l.calls, c)
 		l.mu.Unlock()

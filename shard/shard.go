@@ -1,6 +1,9 @@
-// Package shard says what a shard is: an integer id in [0, Shards) of a
-// bucket, led through the election key Key(id), and the place an
-// application key belongs (For).
+// Package shard is the shard group: a bucket's fixed number of shards
+// spread over the nodes that run the group. A Group keeps the membership,
+// plans each shard's owner with the balancer, campaigns for the shards
+// planned here, runs each won shard's Handler (through package worker) and
+// hands shards over when the plan moves them. Assignment is the
+// cluster-wide view; For maps an application key to its shard.
 package shard
 
 import (
@@ -61,8 +64,8 @@ type Assignment struct {
 	Shard int
 	// Node owns the shard; "" when it has no live owner.
 	Node string
-	// Token is the owner's fencing token; 0 without an owner.
-	Token uint64
+	// Rev is the owner's fencing token; 0 without an owner.
+	Rev uint64
 	// Since is when the current owner took the shard (server time); for a
 	// shard without an owner, the time of its record's last write.
 	Since time.Time

@@ -85,7 +85,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	staleToken := a.lastWrite()
+	staleRev := a.lastWrite()
 
 	// Cut A off: its connection to the cluster closes and it resigns
 	// nothing, as in a network partition. Its handler's ctx ends at the
@@ -93,7 +93,7 @@ func run() error {
 	fmt.Printf("-- cutting %s off the cluster (no resign)\n", a.id)
 	cut := time.Now()
 	a.mgr.Node().Conn().Close() // only to simulate the partition
-	if err := waitFor(ctx, func() bool { return b.lastWrite() > staleToken }); err != nil {
+	if err := waitFor(ctx, func() bool { return b.lastWrite() > staleRev }); err != nil {
 		return err
 	}
 	fmt.Printf("-- %s took over after %v\n", b.id, time.Since(cut).Round(10*time.Millisecond))
@@ -101,8 +101,8 @@ func run() error {
 
 	// A write of A's, issued before it was cut off and delayed (a long GC
 	// pause, a slow network), arrives now with A's old token.
-	fmt.Printf("-- a delayed write of %s's arrives with token %d\n", a.id, staleToken)
-	err = st.write(ctx, "shard-0", staleToken, a.id+" (stale)")
+	fmt.Printf("-- a delayed write of %s's arrives with token %d\n", a.id, staleRev)
+	err = st.write(ctx, "shard-0", staleRev, a.id+" (stale)")
 	if !errors.Is(err, errFenced) {
 		return fmt.Errorf("stale write was not refused: %v", err)
 	}
@@ -122,7 +122,7 @@ var errFenced = errors.New("fenced")
 // record is what the store keeps per key: the value and the token of the
 // write that stored it.
 type record struct {
-	Token uint64 `json:"token"`
+	Rev   uint64 `json:"token"`
 	Value string `json:"value"`
 }
 
@@ -162,7 +162,7 @@ func (s *store) close() { s.nc.Close() }
 // one's CAS fails, it reads again and its token is checked against the
 // first one's.
 func (s *store) write(ctx context.Context, key string, token uint64, value string) error {
-	data, err := json.Marshal(record{Token: token, Value: value})
+	data, err := json.Marshal(record{Rev: token, Value: value})
 	if err != nil {
 		return err
 	}
@@ -178,8 +178,8 @@ func (s *store) write(ctx context.Context, key string, token uint64, value strin
 			if err := json.Unmarshal(e.Value(), &last); err != nil {
 				return err
 			}
-			if token < last.Token {
-				return fmt.Errorf("%w: token %d is older than %d", errFenced, token, last.Token)
+			if token < last.Rev {
+				return fmt.Errorf("%w: token %d is older than %d", errFenced, token, last.Rev)
 			}
 			_, err = s.kv.Update(ctx, key, data, e.Revision())
 		}

@@ -20,7 +20,7 @@ func sampleRun() (*runRecord, []event.Event) {
 	var evs []event.Event
 	tick := func(key, node string, tok uint64, from, to int64) {
 		for t := from; t <= to; t += s / 100 {
-			evs = append(evs, event.Event{T: t, Node: node, Kind: event.Tick, Key: key, Token: tok})
+			evs = append(evs, event.Event{T: t, Node: node, Kind: event.Tick, Key: key, Rev: tok})
 		}
 	}
 	tick("shard.0", "n1", 5, 0, 10*s)
@@ -28,7 +28,7 @@ func sampleRun() (*runRecord, []event.Event) {
 	tick("shard.1", "n2", 6, 0, 20*s)
 	tick("shard.1", "n3", 11, 19*s, 30*s)
 	for t := int64(0); t <= 30*s; t += s / 100 {
-		evs = append(evs, event.Event{T: t, Node: "n2", Kind: event.Lead, Key: "key-0", Token: 3})
+		evs = append(evs, event.Event{T: t, Node: "n2", Kind: event.Lead, Key: "key-0", Rev: 3})
 	}
 	evs = append(evs, event.Event{T: 1, Node: "n1", Kind: event.Diag, Detail: "a <diag> & more"})
 	rec := &runRecord{

@@ -190,13 +190,13 @@ func segments(events []event.Event, gap int64) (map[string][]segment, int64, int
 		for _, e := range es {
 			if n := len(segs); n > 0 {
 				s := &segs[n-1]
-				if s.node == e.Node && s.token == e.Token && e.T-s.last <= gap {
+				if s.node == e.Node && s.token == e.Rev && e.T-s.last <= gap {
 					s.last = e.T
 					continue
 				}
 			}
-			newTerm := len(segs) == 0 || segs[len(segs)-1].token != e.Token
-			segs = append(segs, segment{node: e.Node, token: e.Token, first: e.T, last: e.T, newTerm: newTerm})
+			newTerm := len(segs) == 0 || segs[len(segs)-1].token != e.Rev
+			segs = append(segs, segment{node: e.Node, token: e.Rev, first: e.T, last: e.T, newTerm: newTerm})
 		}
 		out[k] = segs
 	}

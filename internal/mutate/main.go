@@ -46,9 +46,9 @@ var mutations = []mutation{
 		[][2]string{{"if old := s.dl.Load(); old != nil && !old.valid(now) {", "if old := s.dl.Load(); false && old != nil && !old.valid(now) {"}}, "suspend"},
 	{"kill is a CAS at the exact revision seen", "election/session.go",
 		[][2]string{{"deleted, err := b.deleteSession(ctx, e.id, e.rev)", "deleted, err := b.deleteSession(ctx, e.id, 0)"}}, "slow"},
-	{"handler returned before release", "worker/group.go",
-		[][2]string{{"r.stop(g.clock, g.cfg.HandoffTimeout, g.log)", "r.cancel()"}}, "crash"},
-	{"leaving mark before handoff", "worker/group.go",
+	{"handler returned before release", "shard/group.go",
+		[][2]string{{"r.run.Stop(g.cfg.HandoffTimeout)", "go r.run.Stop(g.cfg.HandoffTimeout)"}}, "crash"},
+	{"leaving mark before handoff", "shard/group.go",
 		[][2]string{{"g.bucket.SetLeaving(true)", "g.bucket.SetLeaving(false)"}}, "crash"},
 	{"R1 refused in a cluster", "election/registry.go",
 		[][2]string{{"case spec.Replicas == 1 && r.host.Clustered && !r.host.AllowSingleReplica:", "case false:"}}, ""},
@@ -62,10 +62,10 @@ var mutations = []mutation{
 		[][2]string{{"case now < b.grantAfter || !acked:", "case now < b.grantAfter:"}}, "purge"},
 	{"an unexplained conflict makes the node re-read the bucket", "election/session.go",
 		[][2]string{{"case now-sp.at >= b.spec.RetryPeriod:\n\t\t\tstale = true", "case now-sp.at >= b.spec.RetryPeriod:\n\t\t\tstale = false"}}, "purge"},
-	{"run registered before its handler starts", "worker/handler.go",
+	{"run registered before its handler starts", "shard/group.go",
 		[][2]string{
-			{"\tg.mu.Lock()\n\tg.running[id] = r\n\tg.mu.Unlock()\n\tl.OnEnd(cancel)\n", "\tl.OnEnd(cancel)\n"},
-			{"\t\tg.signal()\n\t}()\n}", "\t\tg.signal()\n\t}()\n\ttime.Sleep(time.Millisecond)\n\tg.mu.Lock()\n\tg.running[id] = r\n\tg.mu.Unlock()\n}"},
+			{"\tg.running[id] = r\n\tr.run = worker.Start(", "\tg.mu.Unlock()\n\tr.run = worker.Start("},
+			{"OnExit:    func() { g.reap(r); g.signal() },\n\t})\n}", "OnExit:    func() { g.reap(r); g.signal() },\n\t})\n\ttime.Sleep(time.Millisecond)\n\tg.mu.Lock()\n\tg.running[id] = r\n}"},
 		}, "crash"},
 	{"lease end cancels the handler ctx synchronously", "election/lease.go",
 		[][2]string{{"\tfor _, f := range fs {\n\t\tf()\n\t}", "\tfor _, f := range fs {\n\t\tgo f()\n\t}"}}, ""},
@@ -139,7 +139,7 @@ func run(root string, files []string, m mutation) (string, error) {
 		return "", fmt.Errorf("mutant does not build: %s", firstLine(out))
 	}
 	if !*simOnly {
-		if out, err := command(dir, "go", "test", "-count=1", "./election/", "./worker/"); err != nil {
+		if out, err := command(dir, "go", "test", "-count=1", "./election/", "./shard/", "./worker/"); err != nil {
 			return failure(out, "unit"), nil
 		}
 	}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/nonchan7720/ronin/election"
 	"github.com/nonchan7720/ronin/internal/store/memstore"
-	"github.com/nonchan7720/ronin/worker"
+	"github.com/nonchan7720/ronin/shard"
 )
 
 // World is one simulated cluster. It must be created and run inside a
@@ -175,11 +175,11 @@ func (w *World) runCandidate(ctx context.Context, n *node, reg *election.Registr
 
 func (w *World) runGroup(ctx context.Context, n *node, reg *election.Registry, log *slog.Logger) {
 	for ctx.Err() == nil {
-		g, err := worker.New(ctx, reg, worker.Config{
+		g, err := shard.NewGroup(ctx, reg, shard.Config{
 			BucketName: bucketShards, Shards: w.sc.Shards, TTL: w.sc.TTL, Logger: log,
 			HandoffTimeout: w.sc.TTL,
-			Handler: func(hctx context.Context, shard int, rev uint64) error {
-				return w.handle(hctx, n, shard, rev)
+			Handler: func(hctx context.Context, id int, rev uint64) error {
+				return w.handle(hctx, n, id, rev)
 			},
 		})
 		if err == nil {

@@ -81,7 +81,7 @@ type Timeline struct {
 // Violation kinds.
 const (
 	Overlap = "overlap"
-	Token   = "token"
+	Rev     = "token"
 	Orphan  = "orphan"
 )
 
@@ -97,7 +97,7 @@ type Violation struct {
 type Term struct {
 	Key   string `json:"key"`
 	Node  string `json:"node"`
-	Token uint64 `json:"token"`
+	Rev   uint64 `json:"token"`
 	First int64  `json:"first"`
 	Last  int64  `json:"last"`
 	Ticks int    `json:"ticks"`
@@ -182,7 +182,7 @@ func Check(events []event.Event, tl Timeline) Result {
 	samples := map[string][]sample{}
 	for _, e := range events {
 		if e.Kind == event.Tick || e.Kind == event.Lead {
-			samples[e.Key] = append(samples[e.Key], sample{t: e.T, node: e.Node, token: e.Token})
+			samples[e.Key] = append(samples[e.Key], sample{t: e.T, node: e.Node, token: e.Rev})
 		}
 	}
 	for _, s := range samples {
@@ -227,14 +227,14 @@ func terms(key string, samples []sample) []Term {
 		i, ok := idx[k]
 		if !ok {
 			idx[k] = len(out)
-			out = append(out, Term{Key: key, Node: s.node, Token: s.token, First: s.t, Last: s.t})
+			out = append(out, Term{Key: key, Node: s.node, Rev: s.token, First: s.t, Last: s.t})
 			i = len(out) - 1
 		}
 		out[i].Last = max(out[i].Last, s.t)
 		out[i].Ticks++
 	}
 	slices.SortStableFunc(out, func(a, b Term) int {
-		return cmp.Or(cmp.Compare(a.First, b.First), cmp.Compare(a.Token, b.Token))
+		return cmp.Or(cmp.Compare(a.First, b.First), cmp.Compare(a.Rev, b.Rev))
 	})
 	return out
 }
@@ -252,7 +252,7 @@ func termViolations(ts []Term, origin int64) []Violation {
 		if i == 0 || t.Last > reach.Last {
 			reach = t
 		}
-		if i == 0 || t.Token > top.Token {
+		if i == 0 || t.Rev > top.Rev {
 			top = t
 		}
 	}
@@ -265,16 +265,16 @@ func against(t, reach, top Term, origin int64) []Violation {
 	if reach.Last >= t.First {
 		out = append(out, Violation{Kind: Overlap, Key: t.Key, At: t.First, Detail: fmt.Sprintf(
 			"%s token %d [%s] overlaps %s token %d [%s] by %s",
-			t.Node, t.Token, span(t, origin), reach.Node, reach.Token, span(reach, origin), ms(reach.Last-t.First))})
+			t.Node, t.Rev, span(t, origin), reach.Node, reach.Rev, span(reach, origin), ms(reach.Last-t.First))})
 	}
-	if t.Token <= top.Token {
+	if t.Rev <= top.Rev {
 		what := "not above"
-		if t.Token == top.Token {
+		if t.Rev == top.Rev {
 			what = "reuses"
 		}
-		out = append(out, Violation{Kind: Token, Key: t.Key, At: t.First, Detail: fmt.Sprintf(
+		out = append(out, Violation{Kind: Rev, Key: t.Key, At: t.First, Detail: fmt.Sprintf(
 			"%s token %d (from %s) %s earlier term's token %d (%s, %s)",
-			t.Node, t.Token, at(t.First, origin), what, top.Token, top.Node, span(top, origin))})
+			t.Node, t.Rev, at(t.First, origin), what, top.Rev, top.Node, span(top, origin))})
 	}
 	return out
 }

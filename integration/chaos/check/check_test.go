@@ -15,7 +15,7 @@ const ms1 = int64(time.Millisecond)
 func run(key, node string, token uint64, from, to int64) []event.Event {
 	var out []event.Event
 	for t := from; t <= to; t += 10 {
-		out = append(out, event.Event{T: t * ms1, Node: node, Kind: event.Tick, Key: key, Token: token})
+		out = append(out, event.Event{T: t * ms1, Node: node, Kind: event.Tick, Key: key, Rev: token})
 	}
 	return out
 }
@@ -83,21 +83,21 @@ func TestCheckViolations(t *testing.T) {
 			name:   "token goes down",
 			events: hist(run("shard.0", "n1", 9, 0, 1000), run("shard.0", "n2", 5, 1010, 3000)),
 			tl:     timeline(3000),
-			want:   []string{Token},
+			want:   []string{Rev},
 		},
 		{
 			name: "token reused after a full restart",
 			events: hist(run("shard.0", "n1", 9, 0, 1000),
 				run("shard.0", "n2", 9, 4000, 5000)),
 			tl:   timeline(5000),
-			want: []string{Token},
+			want: []string{Rev},
 		},
 		{
 			name: "token below an older term, not the latest",
 			events: hist(run("shard.0", "n1", 20, 0, 1000), run("shard.0", "n2", 25, 1010, 2000),
 				run("shard.0", "n3", 21, 2010, 3000)),
 			tl:   timeline(3000),
-			want: []string{Token},
+			want: []string{Rev},
 		},
 		{
 			name: "stale holder resumes with its old token after a takeover",
@@ -152,7 +152,7 @@ func TestCheckViolations(t *testing.T) {
 			events: hist(run("key-0", "n1", 5, 0, 1000), run("key-0", "n2", 4, 1010, 2000),
 				run("shard.0", "n1", 1, 0, 2000)),
 			tl:   timeline(2000),
-			want: []string{Token},
+			want: []string{Rev},
 		},
 	}
 	for _, tt := range tests {
@@ -167,10 +167,10 @@ func TestCheckViolations(t *testing.T) {
 
 func TestCheckLeadEventsAndIgnoredKinds(t *testing.T) {
 	ev := []event.Event{
-		{T: 0, Node: "n1", Kind: event.Lead, Key: "key-0", Token: 3},
-		{T: 10 * ms1, Node: "n2", Kind: event.Lead, Key: "key-0", Token: 4},
-		{T: 5 * ms1, Node: "n2", Kind: event.Elected, Key: "key-0", Token: 4}, // not a sample
-		{T: 20 * ms1, Node: "n1", Kind: event.Lead, Key: "key-0", Token: 3},
+		{T: 0, Node: "n1", Kind: event.Lead, Key: "key-0", Rev: 3},
+		{T: 10 * ms1, Node: "n2", Kind: event.Lead, Key: "key-0", Rev: 4},
+		{T: 5 * ms1, Node: "n2", Kind: event.Elected, Key: "key-0", Rev: 4}, // not a sample
+		{T: 20 * ms1, Node: "n1", Kind: event.Lead, Key: "key-0", Rev: 3},
 	}
 	tl := timeline(20)
 	tl.Keys = []string{"key-0"}

@@ -20,7 +20,7 @@ import (
 // Kinds of events.
 const (
 	// Tick: a shard handler checked, after reading the clock, that its ctx
-	// was live. Key is the shard key, Token the handler's fencing token.
+	// was live. Key is the shard key, Rev the handler's fencing token.
 	Tick = "tick"
 	// Lead: a plain candidate reported the same LeaderRev before and after
 	// reading the clock. Key is the candidate key.
@@ -54,8 +54,8 @@ type Event struct {
 	Key string `json:"key,omitempty"`
 	// Shard is the shard id for shard events.
 	Shard *int `json:"shard,omitempty"`
-	// Token is the fencing token (lease revision).
-	Token uint64 `json:"token,omitempty"`
+	// Rev is the fencing token (lease revision).
+	Rev uint64 `json:"token,omitempty"`
 	// Pid is the node's process id (start and ready events).
 	Pid int `json:"pid,omitempty"`
 	// Detail is free text.

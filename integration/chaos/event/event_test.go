@@ -19,8 +19,8 @@ func TestWriterAppendsWholeLinesAndReadSkipsCutOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := 3
-	w.Emit(Event{T: Mono(), Node: "n1", Kind: Tick, Key: "shard.3", Shard: &id, Token: 9})
-	w.Emit(Event{T: Mono(), Node: "n1", Kind: Lead, Key: "key-0", Token: 10})
+	w.Emit(Event{T: Mono(), Node: "n1", Kind: Tick, Key: "shard.3", Shard: &id, Rev: 9})
+	w.Emit(Event{T: Mono(), Node: "n1", Kind: Lead, Key: "key-0", Rev: 10})
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestWriterAppendsWholeLinesAndReadSkipsCutOnes(t *testing.T) {
 	if bad != 1 || len(evs) != 3 {
 		t.Fatalf("bad %d, events %d: %+v", bad, len(evs), evs)
 	}
-	if e := evs[1]; e.Kind != Tick || e.Shard == nil || *e.Shard != 3 || e.Token != 9 {
+	if e := evs[1]; e.Kind != Tick || e.Shard == nil || *e.Shard != 3 || e.Rev != 9 {
 		t.Fatalf("%+v", e)
 	}
 	if evs[2].Key != "key-0" || evs[2].T < evs[1].T {

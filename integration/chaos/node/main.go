@@ -131,7 +131,7 @@ func run(o options) error {
 			KeyName:     key,
 			TTL:         o.ttl,
 			OnElected: func() {
-				ev.Emit(event.Event{T: event.Mono(), Node: o.id, Kind: event.Elected, Key: key, Token: c.LeaderRev()})
+				ev.Emit(event.Event{T: event.Mono(), Node: o.id, Kind: event.Elected, Key: key, Rev: c.LeaderRev()})
 			},
 			OnSteppingDown: func() {
 				ev.Emit(event.Event{T: event.Mono(), Node: o.id, Kind: event.Stepped, Key: key})
@@ -191,9 +191,9 @@ func run(o options) error {
 func shardHandler(ev *event.Writer, node string, staleFor time.Duration) ronin.ShardHandler {
 	return func(ctx context.Context, id int, rev uint64) error {
 		key := shard.Key(id)
-		ev.Emit(event.Event{T: event.Mono(), Node: node, Kind: event.HandlerStart, Key: key, Shard: &id, Token: rev})
+		ev.Emit(event.Event{T: event.Mono(), Node: node, Kind: event.HandlerStart, Key: key, Shard: &id, Rev: rev})
 		defer func() {
-			ev.Emit(event.Event{T: event.Mono(), Node: node, Kind: event.HandlerEnd, Key: key, Shard: &id, Token: rev})
+			ev.Emit(event.Event{T: event.Mono(), Node: node, Kind: event.HandlerEnd, Key: key, Shard: &id, Rev: rev})
 		}()
 		tick := time.NewTicker(samplePeriod)
 		defer tick.Stop()
@@ -203,7 +203,7 @@ func shardHandler(ev *event.Writer, node string, staleFor time.Duration) ronin.S
 				staleTicks(ev, node, key, id, rev, staleFor)
 				return nil
 			}
-			ev.Emit(event.Event{T: t, Node: node, Kind: event.Tick, Key: key, Shard: &id, Token: rev})
+			ev.Emit(event.Event{T: t, Node: node, Kind: event.Tick, Key: key, Shard: &id, Rev: rev})
 			select {
 			case <-ctx.Done():
 			case <-tick.C:
@@ -216,7 +216,7 @@ func shardHandler(ev *event.Writer, node string, staleFor time.Duration) ronin.S
 // the self-test (-selftest-stale). It does nothing when d is 0.
 func staleTicks(ev *event.Writer, node, key string, id int, rev uint64, d time.Duration) {
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(samplePeriod) {
-		ev.Emit(event.Event{T: event.Mono(), Node: node, Kind: event.Tick, Key: key, Shard: &id, Token: rev, Detail: "selftest-stale"})
+		ev.Emit(event.Event{T: event.Mono(), Node: node, Kind: event.Tick, Key: key, Shard: &id, Rev: rev, Detail: "selftest-stale"})
 	}
 }
 
@@ -230,7 +230,7 @@ func sampleLeader(ctx context.Context, ev *event.Writer, node, key string, c *ro
 		before := c.LeaderRev()
 		t := event.Mono()
 		if rev := c.LeaderRev(); rev != 0 && rev == before {
-			ev.Emit(event.Event{T: t, Node: node, Kind: event.Lead, Key: key, Token: rev})
+			ev.Emit(event.Event{T: t, Node: node, Kind: event.Lead, Key: key, Rev: rev})
 		}
 		select {
 		case <-ctx.Done():

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nonchan7720/ronin/internal/backoff"
 	"github.com/nonchan7720/ronin/internal/store"
 )
 
@@ -33,7 +34,7 @@ const openAttemptTimeout = 2 * time.Second
 // Open opens or creates spec's bucket, retrying transient errors (JetStream
 // warming up, no meta leader yet) with backoff until ctx ends.
 func (b Backend) Open(ctx context.Context, spec store.Spec) (store.Opened, error) {
-	backoff := 50 * time.Millisecond
+	wait := backoff.New(50*time.Millisecond, time.Second)
 	for {
 		actx, cancel := context.WithTimeout(ctx, openAttemptTimeout)
 		o, err := b.openOnce(actx, spec)
@@ -44,9 +45,8 @@ func (b Backend) Open(ctx context.Context, spec store.Spec) (store.Opened, error
 		select {
 		case <-ctx.Done():
 			return store.Opened{}, fmt.Errorf("ronin: open bucket %q: %w (last error: %v)", spec.Name, ctx.Err(), err)
-		case <-time.After(backoff):
+		case <-time.After(wait.Next()):
 		}
-		backoff = min(backoff*2, time.Second)
 	}
 }
 

@@ -1,4 +1,4 @@
-package worker
+package shard
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 )
 
 // meterName is the instrumentation scope of the shard layer.
-const meterName = "github.com/nonchan7720/ronin/worker"
+const meterName = "github.com/nonchan7720/ronin/shard"
 
 // groupMetrics are a group's instruments, with attributes bucket and node.
 type groupMetrics struct {

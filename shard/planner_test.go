@@ -1,4 +1,4 @@
-package worker
+package shard
 
 import (
 	"testing"
@@ -10,7 +10,6 @@ import (
 	"github.com/nonchan7720/ronin/balancer"
 	"github.com/nonchan7720/ronin/election"
 	"github.com/nonchan7720/ronin/internal/clock"
-	"github.com/nonchan7720/ronin/shard"
 )
 
 func testConfig(shards int) Config {
@@ -20,7 +19,7 @@ func testConfig(shards int) Config {
 func keysOf(n int) []string {
 	out := make([]string, n)
 	for i := range out {
-		out[i] = shard.Key(i)
+		out[i] = Key(i)
 	}
 	return out
 }

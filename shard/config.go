@@ -1,4 +1,4 @@
-package worker
+package shard
 
 import (
 	"fmt"
@@ -8,7 +8,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/nonchan7720/ronin/election"
-	"github.com/nonchan7720/ronin/shard"
 )
 
 // Defaults of Config.
@@ -46,7 +45,7 @@ type Config struct {
 	// a cluster.
 	Replicas int
 	// Handler runs each shard this node owns; required.
-	Handler shard.Handler
+	Handler Handler
 	// HandoffTimeout bounds the wait for a handler to return once its ctx
 	// is cancelled before its shard is released anyway; 0 means
 	// DefaultHandoffTimeout (10s).

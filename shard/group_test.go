@@ -1,4 +1,4 @@
-package worker
+package shard
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 	"github.com/nonchan7720/ronin/election"
 	"github.com/nonchan7720/ronin/internal/store"
 	"github.com/nonchan7720/ronin/internal/store/memstore"
-	"github.com/nonchan7720/ronin/shard"
 )
 
 // A handler whose lease ends while it is starting (here: its record is
@@ -27,11 +26,11 @@ func TestLeaseLostAsHandlerStartsIsReaped(t *testing.T) {
 		reg := election.NewRegistry(election.Host{Store: ms.Backend(), NodeID: "n1", Logger: log, DefaultReplicas: 1})
 		var other store.Opened
 		var calls atomic.Int32
-		g, err := New(context.Background(), reg, Config{BucketName: "b", Shards: 1, TTL: time.Second, Logger: log,
+		g, err := NewGroup(context.Background(), reg, Config{BucketName: "b", Shards: 1, TTL: time.Second, Logger: log,
 			Handler: func(ctx context.Context, id int, rev uint64) error {
 				if calls.Add(1) == 1 {
 					// Taken away before the handler has done anything.
-					require.NoError(t, other.Bucket.Delete(context.Background(), shard.Key(id), rev))
+					require.NoError(t, other.Bucket.Delete(context.Background(), Key(id), rev))
 				}
 				<-ctx.Done()
 				return nil

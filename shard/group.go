@@ -1,4 +1,4 @@
-package worker
+package shard
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/nonchan7720/ronin/election"
 	"github.com/nonchan7720/ronin/internal/clock"
-	"github.com/nonchan7720/ronin/shard"
+	"github.com/nonchan7720/ronin/worker"
 )
 
 // Group runs this node's part of a shard group: it campaigns for the shards
@@ -27,14 +27,14 @@ type Group struct {
 	runLock sync.Mutex
 
 	mu      sync.Mutex
-	running map[int]*handlerRun // shards whose lease this node holds
-	wake    chan struct{}       // handler exits, finished moves and acquisitions
+	running map[int]*held // shards whose lease this node holds
+	wake    chan struct{} // handler exits, finished moves and acquisitions
 }
 
-// New registers the group's bucket (creating it if needed) and returns the
+// NewGroup registers the group's bucket (creating it if needed) and returns the
 // group. Bad input fails with election.ErrInvalidConfig, a bucket used with
 // other settings (Shards, TTL, Replicas) with election.ErrBucketMismatch.
-func New(ctx context.Context, reg *election.Registry, cfg Config) (*Group, error) {
+func NewGroup(ctx context.Context, reg *election.Registry, cfg Config) (*Group, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -53,11 +53,11 @@ func New(ctx context.Context, reg *election.Registry, cfg Config) (*Group, error
 		clock:   b.Clock(),
 		node:    b.NodeID(),
 		log:     log.With("bucket", cfg.BucketName),
-		running: map[int]*handlerRun{},
+		running: map[int]*held{},
 		wake:    make(chan struct{}, 1),
 	}
 	for id := range cfg.Shards {
-		g.keys = append(g.keys, shard.Key(id))
+		g.keys = append(g.keys, Key(id))
 	}
 	if g.metrics, err = newGroupMetrics(g); err != nil {
 		return nil, err
@@ -80,12 +80,12 @@ func (g *Group) Owned() map[int]uint64 {
 
 // Assignment returns the cluster-wide view of the group as this node sees
 // it: every shard's owner, token and since when.
-func (g *Group) Assignment() []shard.Assignment {
+func (g *Group) Assignment() []Assignment {
 	holders := g.bucket.Holders()
-	out := make([]shard.Assignment, g.cfg.Shards)
+	out := make([]Assignment, g.cfg.Shards)
 	for id, key := range g.keys {
 		h := holders[key]
-		out[id] = shard.Assignment{Shard: id, Node: h.Node, Token: h.Rev, Since: h.Since}
+		out[id] = Assignment{Shard: id, Node: h.Node, Rev: h.Rev, Since: h.Since}
 	}
 	return out
 }
@@ -171,9 +171,9 @@ func (g *Group) step(ctx context.Context, p *planner, work *sync.WaitGroup) time
 		acquire = nil // the bucket signals when this node may acquire again
 	}
 	for _, id := range acquire {
-		g.running[id] = &handlerRun{shard: id, acquiring: true}
+		g.running[id] = &held{shard: id, acquiring: true}
 	}
-	moves := make([]*handlerRun, 0, len(handoff))
+	moves := make([]*held, 0, len(handoff))
 	for _, id := range handoff {
 		r := g.running[id]
 		r.moving = true
@@ -237,8 +237,8 @@ func (g *Group) acquire(ctx context.Context, id int, was election.Holder) {
 
 // handOver stops r's handler (bounded by HandoffTimeout), then releases
 // its shard so that the new target takes it at once.
-func (g *Group) handOver(r *handlerRun) {
-	r.stop(g.clock, g.cfg.HandoffTimeout, g.log)
+func (g *Group) handOver(r *held) {
+	r.run.Stop(g.cfg.HandoffTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), g.bucket.Spec().TTL)
 	defer cancel()
 	if err := g.bucket.Release(ctx, r.lease); err != nil {
@@ -264,24 +264,52 @@ func (g *Group) drain(work *sync.WaitGroup) {
 	}
 	work.Wait() // acquisitions and moves in flight
 	g.mu.Lock()
-	var runs []*handlerRun
+	var runs []*held
 	for _, r := range g.running {
 		runs = append(runs, r)
 	}
 	g.mu.Unlock()
-	slices.SortFunc(runs, func(a, b *handlerRun) int { return a.shard - b.shard })
+	slices.SortFunc(runs, func(a, b *held) int { return a.shard - b.shard })
 	for _, r := range runs {
 		g.handOver(r)
 	}
 }
 
 // reap forgets a shard whose lease ended without a handoff (lost).
-func (g *Group) reap(r *handlerRun) {
+func (g *Group) reap(r *held) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if cur := g.running[r.shard]; cur == r && !r.moving {
 		delete(g.running, r.shard)
 	}
+}
+
+// held is one shard this node holds (or is acquiring) and its handler.
+type held struct {
+	shard     int
+	acquiring bool // placeholder while the CAS write is in flight
+	moving    bool // a handoff is under way
+	lease     *election.Lease
+	run       *worker.Run
+}
+
+// start registers shard id as owned under lease l and runs its handler.
+// The run is registered before the handler starts, so a handler that
+// returns at once is reaped, never left behind as owned.
+func (g *Group) start(parent context.Context, id int, l *election.Lease) {
+	r := &held{shard: id, lease: l}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.running[id] = r
+	r.run = worker.Start(parent, worker.Job{
+		Shard:     id,
+		Lease:     l,
+		Call:      g.cfg.Handler,
+		Clock:     g.clock,
+		Log:       g.log,
+		OnRestart: func() { g.metrics.restarts.Add(context.Background(), 1, g.metrics.attrs) },
+		OnExit:    func() { g.reap(r); g.signal() },
+	})
 }
 
 func (g *Group) signal() {
