@@ -48,6 +48,12 @@ var (
 	// anew) while in use: its leaders stepped down, and Run returns it.
 	// Nothing recreates a bucket behind its users' backs.
 	ErrBucketGone = election.ErrBucketGone
+	// ErrUnavailable means this node cannot write to the store now
+	// (Healthy names the cause).
+	ErrUnavailable = election.ErrUnavailable
+	// ErrNoBucket means Leader or ObserveLeader named a bucket that does
+	// not exist.
+	ErrNoBucket = election.ErrNoBucket
 )
 
 // Timeouts of the Manager's own operations.
@@ -67,7 +73,7 @@ type Manager struct {
 
 	mu     sync.Mutex
 	reg    *election.Registry
-	groups map[string]bool // buckets with a registered shard group
+	groups map[string]*ShardGroup // by bucket
 }
 
 // NewManager validates cfg and returns a Manager; nothing starts before
@@ -77,7 +83,7 @@ func NewManager(cfg ServerConfig) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{node: node, groups: map[string]bool{}}, nil
+	return &Manager{node: node, groups: map[string]*ShardGroup{}}, nil
 }
 
 // Start starts the server and connection and returns once JetStream is
@@ -192,7 +198,7 @@ func (m *Manager) RegisterShards(cfg ShardConfig) (*ShardGroup, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.groups[cfg.BucketName] {
+	if m.groups[cfg.BucketName] != nil {
 		return nil, fmt.Errorf("%w: a shard group for bucket %q is already registered on this node", ErrBucketMismatch, cfg.BucketName)
 	}
 	ctx, cancel := m.registerContext()
@@ -206,6 +212,6 @@ func (m *Manager) RegisterShards(cfg ShardConfig) (*ShardGroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.groups[cfg.BucketName] = true
+	m.groups[cfg.BucketName] = g
 	return g, nil
 }

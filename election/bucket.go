@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nonchan7720/ronin/internal/backoff"
 	"github.com/nonchan7720/ronin/internal/clock"
 	"github.com/nonchan7720/ronin/internal/store"
 )
@@ -47,6 +48,11 @@ type Bucket struct {
 	ackedRev   uint64               // revision of the last acknowledged renew
 	ackedAt    clock.Instant
 	leaving    bool // new sessions start leaving (SetLeaving)
+	out        outage
+	retry      *backoff.Backoff // session creation while the store is out
+	observers  int              // Observe users: the watcher runs for them too
+	watchStop  context.CancelFunc
+	watching   sync.WaitGroup
 }
 
 // suspicion is a CAS conflict against the revision the view showed: if the
@@ -89,6 +95,7 @@ func newBucket(r *Registry, spec BucketSpec, opened store.Opened) *Bucket {
 		writeSlot: make(chan struct{}, maxAcquireWrites),
 		released:  map[string]struct{}{},
 		suspects:  map[string]suspicion{},
+		retry:     backoff.New(spec.RetryPeriod, spec.TTL),
 	}
 	return b
 }
@@ -131,16 +138,62 @@ func (b *Bucket) Join() func() {
 	defer b.mu.Unlock()
 	b.users++
 	if b.users == 1 {
+		b.startWatchLocked()
 		ctx, cancel := context.WithCancel(context.Background())
 		b.stop = cancel
 		b.kick = make(chan struct{}, 1)
-		b.rewatch = make(chan struct{}, 1)
-		b.stopped.Add(2)
-		go func() { defer b.stopped.Done(); b.watchLoop(ctx) }()
+		b.stopped.Add(1)
 		go func() { defer b.stopped.Done(); b.keeper(ctx) }()
 	}
 	var once sync.Once
 	return func() { once.Do(b.leave) }
+}
+
+// Observe adds a reader: the watcher runs (and the view stays current)
+// until the returned func is called, but no session is created and
+// nothing is written on the reader's behalf.
+func (b *Bucket) Observe() func() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.observers++
+	if b.observers == 1 {
+		b.startWatchLocked()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			b.observers--
+			b.mu.Unlock()
+			b.stopWatchIfUnused()
+		})
+	}
+}
+
+// startWatchLocked starts the watcher unless it runs.
+func (b *Bucket) startWatchLocked() {
+	if b.watchStop != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.watchStop = cancel
+	b.rewatch = make(chan struct{}, 1)
+	b.watching.Add(1)
+	go func() { defer b.watching.Done(); b.watchLoop(ctx) }()
+}
+
+// stopWatchIfUnused stops the watcher once nobody uses the bucket.
+func (b *Bucket) stopWatchIfUnused() {
+	b.mu.Lock()
+	stop := b.watchStop
+	if b.users > 0 || b.observers > 0 || stop == nil {
+		b.mu.Unlock()
+		return
+	}
+	b.watchStop = nil
+	b.mu.Unlock()
+	stop()
+	b.watching.Wait()
 }
 
 func (b *Bucket) leave() {
@@ -156,6 +209,7 @@ func (b *Bucket) leave() {
 	stop()
 	b.stopped.Wait()
 	b.closeSession()
+	b.stopWatchIfUnused()
 }
 
 // successorWait bounds how long a node shutting down waits for the keys it
@@ -294,6 +348,7 @@ func (b *Bucket) Members() ([]string, bool) {
 
 // watchLoop keeps one wildcard watcher running and applies what it delivers.
 func (b *Bucket) watchLoop(ctx context.Context) {
+	wait := backoff.New(b.spec.RetryPeriod, b.spec.TTL)
 	for ctx.Err() == nil && b.Err() == nil {
 		// A watcher may follow a bucket of the same name created anew
 		// (its sequences and sessions mean nothing here): check first.
@@ -304,12 +359,15 @@ func (b *Bucket) watchLoop(ctx context.Context) {
 		w, err := b.kv.Watch(wctx)
 		if err != nil {
 			cancel()
-			if !b.checkGone(err) {
-				b.log.Warn("ronin: watch failed", "err", err)
+			b.mu.Lock()
+			if !b.checkGoneLocked(err) {
+				b.out.fail(b.log, b.clock.Now().Mono, "watch", err)
 			}
-			clock.Sleep(ctx, b.clock, b.spec.RetryPeriod)
+			b.mu.Unlock()
+			clock.Sleep(ctx, b.clock, wait.Next())
 			continue
 		}
+		wait.Reset()
 		b.mu.Lock()
 		b.v.resync()
 		b.mu.Unlock()

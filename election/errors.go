@@ -32,6 +32,8 @@ var (
 	// it. Nothing recreates the bucket behind its users' backs; a new
 	// NewCandidate or RegisterShards opens (or creates) it again.
 	ErrBucketGone = store.ErrBucketGone
+	// ErrNoBucket means a bucket to observe does not exist.
+	ErrNoBucket = errs.ErrNoBucket
 	// ErrAlreadyRunning means Run was called on a candidate that is running.
 	ErrAlreadyRunning = errors.New("ronin: candidate already running")
 )

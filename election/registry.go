@@ -1,10 +1,13 @@
 package election
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,11 +60,15 @@ type BucketSpec struct {
 
 // metadata keys written into the bucket's stream.
 const (
-	metaProtocol = "ronin.protocol"
+	metaProtocol = ProtocolMetadataKey
 	metaTTL      = "ronin.ttl"
 	metaLabel    = "ronin.label."
 	protocolV1   = "1"
 )
+
+// ProtocolMetadataKey is the stream metadata key that marks a bucket
+// Ronin created (its value is the protocol version).
+const ProtocolMetadataKey = "ronin.protocol"
 
 // Registry owns the buckets of one node: it opens each once, checks that
 // all users agree on its settings, and shuts them down in order.
@@ -70,14 +77,15 @@ type Registry struct {
 	clock   clock.Clock
 	opening singleflight.Group
 	mu      sync.Mutex
-	buckets map[string]*Bucket
+	buckets map[string]*Bucket // opened to campaign in
+	watched map[string]*Bucket // opened only to observe
 	closing chan struct{}
 	runs    sync.WaitGroup
 }
 
 // NewRegistry returns a registry for host.
 func NewRegistry(h Host) *Registry {
-	return &Registry{host: h, clock: clock.OrReal(h.Clock), buckets: map[string]*Bucket{}, closing: make(chan struct{})}
+	return &Registry{host: h, clock: clock.OrReal(h.Clock), buckets: map[string]*Bucket{}, watched: map[string]*Bucket{}, closing: make(chan struct{})}
 }
 
 // Closing is closed when Close starts: running candidates and groups resign.
@@ -188,6 +196,92 @@ func (r *Registry) forget(b *Bucket) {
 	if r.buckets[b.spec.Name] == b {
 		delete(r.buckets, b.spec.Name)
 	}
+	if r.watched[b.spec.Name] == b {
+		delete(r.watched, b.spec.Name)
+	}
+}
+
+// Buckets returns the buckets this node campaigns in or observes, sorted
+// by name; a bucket it does both in once.
+func (r *Registry) Buckets() []*Bucket {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Bucket, 0, len(r.buckets)+len(r.watched))
+	for _, b := range r.buckets {
+		out = append(out, b)
+	}
+	for name, b := range r.watched {
+		if r.buckets[name] == nil {
+			out = append(out, b)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Bucket) int { return strings.Compare(a.spec.Name, b.spec.Name) })
+	return out
+}
+
+// Observe returns the existing bucket name for reading, and the func that
+// ends the reading: its watcher runs meanwhile, but nothing is written and
+// no session is created. Its settings are the ones stored with it. It
+// fails with an error wrapping ErrNoBucket when there is no such bucket,
+// and ErrBucketMismatch when Ronin did not create it.
+func (r *Registry) Observe(ctx context.Context, name string) (*Bucket, func(), error) {
+	if err := ValidateBucketName("bucket", name); err != nil {
+		return nil, nil, err
+	}
+	v, err, _ := r.opening.Do("observe/"+name, func() (any, error) {
+		r.mu.Lock()
+		b := cmp.Or(r.buckets[name], r.watched[name])
+		closed := r.closed()
+		r.mu.Unlock()
+		switch {
+		case closed:
+			return nil, ErrClosed
+		case b != nil:
+			return b, nil
+		}
+		opened, err := r.host.Store.Lookup(ctx, name)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %q", ErrNoBucket, name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		spec, err := storedSpec(name, opened)
+		if err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		b = newBucket(r, spec, opened)
+		r.watched[name] = b
+		return b, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	b := v.(*Bucket)
+	return b, b.Observe(), nil
+}
+
+// storedSpec reads a bucket's settings from what opening it returned.
+func storedSpec(name string, o store.Opened) (BucketSpec, error) {
+	if o.Metadata[metaProtocol] == "" {
+		return BucketSpec{}, fmt.Errorf("%w: bucket %q exists but was not created by Ronin", ErrBucketMismatch, name)
+	}
+	ttl, err := time.ParseDuration(o.Metadata[metaTTL])
+	if err != nil {
+		return BucketSpec{}, fmt.Errorf("%w: bucket %q: stored TTL %q: %v", ErrBucketMismatch, name, o.Metadata[metaTTL], err)
+	}
+	spec := BucketSpec{Name: name, Timing: Timing{TTL: ttl}.withDefaults(), Replicas: o.Replicas}
+	for k, v := range o.Metadata {
+		if label, ok := strings.CutPrefix(k, metaLabel); ok {
+			if spec.Labels == nil {
+				spec.Labels = map[string]string{}
+			}
+			spec.Labels[label] = v
+		}
+	}
+	return spec, nil
 }
 
 // resolve fills defaults and validates a spec.

@@ -67,6 +67,8 @@ func (b *Bucket) keeper(ctx context.Context) {
 		wait := b.spec.RetryPeriod
 		if s := b.sess; s != nil {
 			wait = max(0, b.spec.RetryPeriod-now.Sub(s.lastSent))
+		} else if b.out.active {
+			wait = b.retry.Next() // stepped down and cut off: do not hammer
 		}
 		if next, ok := b.v.obs.nextExpiry(now.Mono, b.ownIDLocked()); ok && b.v.synced {
 			wait = min(wait, max(0, next-now.Mono))
@@ -192,15 +194,16 @@ func (b *Bucket) createSession(ctx context.Context) bool {
 	rctx, cancel := context.WithTimeout(ctx, b.spec.renewTimeout())
 	rev, err := b.kv.Create(rctx, sessionKey(s.id), encode(s.val))
 	cancel()
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if err != nil {
 		b.renewFailures.Add(1)
-		if !b.checkGone(err) {
-			b.log.Warn("ronin: cannot create session", "err", err)
+		if !b.checkGoneLocked(err) {
+			b.out.fail(b.log, b.clock.Now().Mono, "create session", err)
 		}
 		return false
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.storeAnsweredLocked()
 	s.rev, s.written = rev, s.val
 	if !b.extendLocked(s, sent) {
 		b.dead = append(b.dead, s)
@@ -255,10 +258,12 @@ func (b *Bucket) renew(ctx context.Context, s *session) bool {
 			// been replaced, or purged. Read the truth back.
 			b.suspectLocked(sessionKey(s.id), rev)
 			b.restartGraceLocked()
+			return false
 		}
-		b.log.Debug("ronin: renew failed", "session", s.id, "err", err)
+		b.out.fail(b.log, b.clock.Now().Mono, "renew session", err)
 		return false
 	}
+	b.storeAnsweredLocked()
 	s.rev, s.written = newRev, val
 	if b.sess != s || !b.extendLocked(s, sent) {
 		return false
@@ -336,6 +341,12 @@ func (b *Bucket) loseSessionLocked(s *session) {
 	})
 }
 
+// storeAnsweredLocked records an acknowledged session write.
+func (b *Bucket) storeAnsweredLocked() {
+	b.out.ok(b.log, b.clock.Now().Mono)
+	b.retry.Reset()
+}
+
 // closeSession releases the session when the last user leaves.
 func (b *Bucket) closeSession() {
 	b.mu.Lock()
@@ -392,7 +403,7 @@ func (b *Bucket) expireSessions(ctx context.Context) {
 		switch {
 		case err != nil:
 			if !b.checkGoneLocked(err) {
-				b.log.Warn("ronin: cannot expire session", "session", e.id, "rev", e.rev, "err", err)
+				b.out.fail(b.log, b.clock.Now().Mono, "expire session "+e.id, err)
 				b.v.obs.postpone(e.id, e.rev, b.clock.Now().Mono+b.spec.RetryPeriod)
 			}
 		case !deleted:

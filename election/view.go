@@ -38,6 +38,7 @@ type sessionEntry struct {
 	rev uint64
 	val sessionValue
 	gen uint64
+	at  time.Time // server time of the write
 }
 
 // change says what one fold step changed, for the bucket to act on.
@@ -101,7 +102,7 @@ func (v *view) apply(e store.Entry, now time.Duration) change {
 		return change{membership: true}
 	}
 	if id, ok := sessionID(e.Key); ok {
-		return v.applySession(id, e.Rev, put, e.Value, now)
+		return v.applySession(id, e, now)
 	}
 	c := change{key: e.Key, rev: e.Rev}
 	old := v.records[e.Key]
@@ -120,18 +121,18 @@ func (v *view) apply(e store.Entry, now time.Duration) change {
 	return c
 }
 
-func (v *view) applySession(id string, rev uint64, put bool, value []byte, now time.Duration) change {
-	if !put {
+func (v *view) applySession(id string, e store.Entry, now time.Duration) change {
+	if e.Op != store.Put {
 		return v.dropSession(id)
 	}
 	var c change
 	var val sessionValue
-	if err := json.Unmarshal(value, &val); err != nil {
+	if err := json.Unmarshal(e.Value, &val); err != nil {
 		c.unreadable = true
 	}
 	old, existed := v.sessions[id]
-	v.sessions[id] = sessionEntry{rev: rev, val: val, gen: v.gen}
-	v.obs.seen(id, rev, now)
+	v.sessions[id] = sessionEntry{rev: e.Rev, val: val, gen: v.gen, at: e.Created}
+	v.obs.seen(id, e.Rev, now)
 	c.membership = !existed || old.val != val
 	return c
 }

@@ -3,6 +3,7 @@ package shard
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -110,6 +111,13 @@ func (c Config) validate() error {
 
 // labelShards stores the shard count in the bucket's metadata.
 const labelShards = "shards"
+
+// Count returns the shard count stored with a shard group's bucket, and
+// whether spec is one.
+func Count(spec election.BucketSpec) (int, bool) {
+	n, err := strconv.Atoi(spec.Labels[labelShards])
+	return n, err == nil && n > 0
+}
 
 // bucketSpec is the bucket part of the config.
 func (c Config) bucketSpec() election.BucketSpec {

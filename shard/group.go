@@ -26,9 +26,12 @@ type Group struct {
 	keys    []string
 	runLock sync.Mutex
 
-	mu      sync.Mutex
-	running map[int]*held // shards whose lease this node holds
-	wake    chan struct{} // handler exits, finished moves and acquisitions
+	mu       sync.Mutex
+	running  map[int]*held // shards whose lease this node holds
+	wake     chan struct{} // handler exits, finished moves and acquisitions
+	ready    chan struct{} // closed while ready; replaced when not
+	isReady  bool
+	draining bool
 }
 
 // NewGroup registers the group's bucket (creating it if needed) and returns the
@@ -55,6 +58,7 @@ func NewGroup(ctx context.Context, reg *election.Registry, cfg Config) (*Group, 
 		log:     log.With("bucket", cfg.BucketName),
 		running: map[int]*held{},
 		wake:    make(chan struct{}, 1),
+		ready:   make(chan struct{}),
 	}
 	for id := range cfg.Shards {
 		g.keys = append(g.keys, Key(id))
@@ -78,13 +82,54 @@ func (g *Group) Owned() map[int]uint64 {
 	return out
 }
 
+// Ready reports whether this node takes its full part in the group: Run
+// is running, the node's view is complete, the plan includes the node, and
+// every shard the plan gives it runs here. It is false while draining.
+func (g *Group) Ready() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.isReady
+}
+
+// WaitReady waits until Ready is true or ctx ends.
+func (g *Group) WaitReady(ctx context.Context) error {
+	g.mu.Lock()
+	ready := g.ready
+	g.mu.Unlock()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Draining reports whether Run is handing this node's shards over before
+// it returns.
+func (g *Group) Draining() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.draining
+}
+
+// setReadyLocked records readiness and wakes WaitReady callers.
+func (g *Group) setReadyLocked(ready bool) {
+	switch {
+	case ready && !g.isReady:
+		close(g.ready)
+	case !ready && g.isReady:
+		g.ready = make(chan struct{})
+	}
+	g.isReady = ready
+}
+
 // Assignment returns the cluster-wide view of the group as this node sees
 // it: every shard's owner, token and since when.
 func (g *Group) Assignment() []Assignment {
-	holders := g.bucket.Holders()
+	records := g.bucket.Snapshot().Records
 	out := make([]Assignment, g.cfg.Shards)
 	for id, key := range g.keys {
-		h := holders[key]
+		h := records[key]
 		out[id] = Assignment{Shard: id, Node: h.Node, Rev: h.Rev, Since: h.Since}
 	}
 	return out
@@ -157,6 +202,9 @@ func (g *Group) Run(ctx context.Context) error {
 func (g *Group) step(ctx context.Context, p *planner, work *sync.WaitGroup) time.Duration {
 	members, synced := g.bucket.Members()
 	if !synced {
+		g.mu.Lock()
+		g.setReadyLocked(false)
+		g.mu.Unlock()
 		return time.Second
 	}
 	now := g.clock.Now()
@@ -179,6 +227,7 @@ func (g *Group) step(ctx context.Context, p *planner, work *sync.WaitGroup) time
 		r.moving = true
 		moves = append(moves, r)
 	}
+	g.setReadyLocked(p.settled(g.snapshotLocked()))
 	g.mu.Unlock()
 	wait = min(wait, retry)
 	for _, id := range p.ownerless(now, g.bucket.Spec().TTL) {
@@ -254,6 +303,15 @@ func (g *Group) handOver(r *held) {
 // drain leaves the membership, waits until the node's view shows it (so
 // other nodes plan without it), then hands every shard over, one by one.
 func (g *Group) drain(work *sync.WaitGroup) {
+	g.mu.Lock()
+	g.setReadyLocked(false)
+	g.draining = true
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.draining = false
+		g.mu.Unlock()
+	}()
 	g.bucket.SetLeaving(true)
 	deadline := g.clock.Now().Add(g.bucket.Spec().TTL)
 	for g.clock.Now().Mono < deadline.Mono && g.bucket.Err() == nil {

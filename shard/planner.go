@@ -156,6 +156,20 @@ func (p *planner) decide(keys []string, holders map[string]election.Holder, mine
 	return acquire, handoff, wait
 }
 
+// settled reports whether this node is in the plan and runs every shard
+// the plan gives it.
+func (p *planner) settled(mine map[int]runState) bool {
+	if !slices.Contains(p.adopted, p.self) {
+		return false
+	}
+	for id, target := range p.plan {
+		if target == p.self && mine[id] != stateOwned {
+			return false
+		}
+	}
+	return true
+}
+
 // rescueDelay is how long a free shard is left to its planned target before
 // the first-ranked other member takes it. Half a TTL: long enough for a
 // busy target (a thousand shards to acquire at start) to act, short enough

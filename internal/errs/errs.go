@@ -11,4 +11,9 @@ var (
 	ErrInvalidConfig = errors.New("ronin: invalid config")
 	// ErrClosed means the Manager is shut down (or shutting down).
 	ErrClosed = errors.New("ronin: manager shut down")
+	// ErrUnavailable means this node cannot write to the store now
+	// (disconnected, no quorum, no session); the message names the cause.
+	ErrUnavailable = errors.New("ronin: store unavailable")
+	// ErrNoBucket means a bucket that must exist (to observe it) does not.
+	ErrNoBucket = errors.New("ronin: no such bucket")
 )

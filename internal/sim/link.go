@@ -89,6 +89,18 @@ func (b backend) Open(ctx context.Context, spec store.Spec) (store.Opened, error
 	return o, nil
 }
 
+func (b backend) Lookup(ctx context.Context, name string) (store.Opened, error) {
+	if err := b.l.send(ctx); err != nil {
+		return store.Opened{}, err
+	}
+	o, err := b.inner.Lookup(ctx, name)
+	if err != nil {
+		return o, err
+	}
+	o.Bucket = &linkBucket{l: b.l, inner: o.Bucket}
+	return o, nil
+}
+
 // send waits until a request can leave the node and reach the store:
 // the node runs, the link is up, the store is not stalled, and the
 // request latency has passed. Blocked requests fail when ctx ends.

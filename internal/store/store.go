@@ -114,4 +114,7 @@ type Backend interface {
 	// exist. A new bucket's first revision is above every revision the
 	// store can have issued before for a bucket of that name.
 	Open(ctx context.Context, spec Spec) (Opened, error)
+	// Lookup opens the existing bucket name without creating it; it fails
+	// with ErrNotFound if there is none.
+	Lookup(ctx context.Context, name string) (Opened, error)
 }

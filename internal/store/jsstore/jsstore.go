@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,6 +50,49 @@ func (b Backend) Open(ctx context.Context, spec store.Spec) (store.Opened, error
 		case <-time.After(wait.Next()):
 		}
 	}
+}
+
+// Lookup opens the existing bucket name, retrying transient errors until
+// ctx ends; it fails at once with store.ErrNotFound if there is none.
+func (b Backend) Lookup(ctx context.Context, name string) (store.Opened, error) {
+	wait := backoff.New(50*time.Millisecond, time.Second)
+	for {
+		actx, cancel := context.WithTimeout(ctx, openAttemptTimeout)
+		st, err := b.JS.Stream(actx, streamName(name))
+		var o store.Opened
+		if err == nil {
+			o, err = b.opened(actx, name, st.CachedInfo(), false)
+		}
+		cancel()
+		switch {
+		case err == nil:
+			return o, nil
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			return store.Opened{}, fmt.Errorf("bucket %q: %w", name, store.ErrNotFound)
+		}
+		select {
+		case <-ctx.Done():
+			return store.Opened{}, fmt.Errorf("ronin: open bucket %q: %w (last error: %v)", name, ctx.Err(), err)
+		case <-time.After(wait.Next()):
+		}
+	}
+}
+
+// Names lists the KV buckets whose stream metadata has key, sorted.
+func (b Backend) Names(ctx context.Context, key string) ([]string, error) {
+	var out []string
+	streams := b.JS.ListStreams(ctx, jetstream.WithStreamListSubject("$KV.>"))
+	for info := range streams.Info() {
+		name, ok := strings.CutPrefix(info.Config.Name, "KV_")
+		if _, marked := info.Config.Metadata[key]; ok && marked {
+			out = append(out, name)
+		}
+	}
+	if err := streams.Err(); err != nil {
+		return nil, err
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 func streamName(bucket string) string { return "KV_" + bucket }

@@ -170,6 +170,20 @@ func (b backend) Open(ctx context.Context, spec store.Spec) (store.Opened, error
 	return inc.opened(s, true), nil
 }
 
+// Lookup opens the existing bucket name; ErrNotFound if there is none.
+func (b backend) Lookup(ctx context.Context, name string) (store.Opened, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Opened{}, fmt.Errorf("ronin: open bucket %q: %w", name, err)
+	}
+	s := b.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if inc := s.buckets[name]; inc != nil {
+		return inc.opened(s, false), nil
+	}
+	return store.Opened{}, fmt.Errorf("bucket %q: %w", name, store.ErrNotFound)
+}
+
 // opened is what Open returns for inc: a new handle, and the settings as
 // stored for the caller to compare with its own. The store's lock must be
 // held.
