@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/internal/engine"
 	"github.com/nonchan7720/ronin/internal/status"
 )
 
@@ -112,8 +112,8 @@ func (m *Manager) ObserveLeader(ctx context.Context, bucket, key string) (<-chan
 	return out, nil
 }
 
-func (m *Manager) observe(ctx context.Context, bucket, key string) (*election.Bucket, func(), error) {
-	if err := election.ValidateKeyName("key", key); err != nil {
+func (m *Manager) observe(ctx context.Context, bucket, key string) (*engine.Bucket, func(), error) {
+	if err := engine.ValidateKeyName("key", key); err != nil {
 		return nil, nil, err
 	}
 	reg, err := m.registry()

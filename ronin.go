@@ -2,16 +2,15 @@ package ronin
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/internal/engine"
 	"github.com/nonchan7720/ronin/internal/store/jsstore"
 	"github.com/nonchan7720/ronin/manager"
-	"github.com/nonchan7720/ronin/shard"
 )
 
 // ServerConfig configures the node: the embedded NATS server (or an
@@ -22,9 +21,6 @@ type ServerConfig = manager.Config
 // CandidateConfig configures a candidate for one bucket/key. See
 // election.CandidateConfig for every field and its default.
 type CandidateConfig = election.CandidateConfig
-
-// Candidate campaigns for one key with Kubernetes-Lease semantics.
-type Candidate = election.Candidate
 
 // Errors callers may test with errors.Is.
 var (
@@ -72,7 +68,7 @@ type Manager struct {
 	node *manager.Manager
 
 	mu     sync.Mutex
-	reg    *election.Registry
+	reg    *engine.Registry
 	groups map[string]*ShardGroup // by bucket
 }
 
@@ -95,7 +91,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.reg = election.NewRegistry(election.Host{
+	m.reg = engine.NewRegistry(engine.Host{
 		Store:              jsstore.Backend{JS: m.node.JetStream(), Description: "Ronin election bucket"},
 		NodeID:             m.node.NodeID(),
 		Logger:             m.node.Logger(),
@@ -132,7 +128,11 @@ func (m *Manager) NewCandidate(cfg CandidateConfig) (*Candidate, error) {
 	}
 	ctx, cancel := m.registerContext()
 	defer cancel()
-	return reg.NewCandidate(ctx, cfg)
+	c, err := election.NewCandidate(ctx, reg, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Candidate{c: c}, nil
 }
 
 // NodeID is this node's ID.
@@ -148,7 +148,7 @@ func (m *Manager) Server() *server.Server { return m.node.Server() }
 // Node is the underlying node: server, connection and JetStream context.
 func (m *Manager) Node() *manager.Manager { return m.node }
 
-func (m *Manager) registry() (*election.Registry, error) {
+func (m *Manager) registry() (*engine.Registry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.reg == nil {
@@ -168,50 +168,4 @@ func (m *Manager) registerContext() (context.Context, context.CancelFunc) {
 		}
 	}()
 	return ctx, cancel
-}
-
-// ShardHandler runs one shard while this node owns it; see shard.Handler.
-type ShardHandler = shard.Handler
-
-// ShardConfig configures a shard group; see shard.Config for every field
-// and its default.
-type ShardConfig = shard.Config
-
-// ShardGroup is this node's part of a shard group.
-type ShardGroup = shard.Group
-
-// ShardAssignment is one shard's owner in the cluster-wide view.
-type ShardAssignment = shard.Assignment
-
-// ShardFor returns the shard an application key belongs to among shards
-// (xxhash64 modulo shards), so producers know where a record belongs.
-func ShardFor(key string, shards int) int { return shard.ForString(key, shards) }
-
-// RegisterShards registers a shard group for cfg.BucketName, creating the
-// bucket if needed: Shards, TTL and Replicas must agree with every other
-// user of the bucket (ErrBucketMismatch), and one node runs at most one
-// group per bucket. Call Run on the result to take part.
-func (m *Manager) RegisterShards(cfg ShardConfig) (*ShardGroup, error) {
-	reg, err := m.registry()
-	if err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.groups[cfg.BucketName] != nil {
-		return nil, fmt.Errorf("%w: a shard group for bucket %q is already registered on this node", ErrBucketMismatch, cfg.BucketName)
-	}
-	ctx, cancel := m.registerContext()
-	defer cancel()
-	if cfg.Logger == nil {
-		cfg.Logger = m.node.Logger()
-	} else {
-		cfg.Logger = cfg.Logger.With("node", m.node.NodeID())
-	}
-	g, err := shard.NewGroup(ctx, reg, cfg)
-	if err != nil {
-		return nil, err
-	}
-	m.groups[cfg.BucketName] = g
-	return g, nil
 }

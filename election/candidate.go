@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/nonchan7720/ronin/internal/clock"
+	"github.com/nonchan7720/ronin/internal/engine"
 )
 
 // CandidateConfig configures a candidate for one key of one bucket.
@@ -53,10 +54,10 @@ type CandidateConfig struct {
 }
 
 // bucketSpec is the bucket part of the config.
-func (c CandidateConfig) bucketSpec() BucketSpec {
-	return BucketSpec{
+func (c CandidateConfig) bucketSpec() engine.BucketSpec {
+	return engine.BucketSpec{
 		Name:     c.BucketName,
-		Timing:   Timing{TTL: c.TTL, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod},
+		Timing:   engine.Timing{TTL: c.TTL, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod},
 		Replicas: c.Replicas,
 	}
 }
@@ -65,7 +66,7 @@ func (c CandidateConfig) validate() error {
 	if c.CandidateID == "" {
 		return fmt.Errorf("%w: CandidateID %q: required", ErrInvalidConfig, c.CandidateID)
 	}
-	return ValidateKeyName("KeyName", c.KeyName)
+	return engine.ValidateKeyName("KeyName", c.KeyName)
 }
 
 // Candidate campaigns for one key. Callbacks run synchronously on the
@@ -75,11 +76,11 @@ func (c CandidateConfig) validate() error {
 // the clock. A callback must not wait for Run to return.
 type Candidate struct {
 	cfg     CandidateConfig
-	bucket  *Bucket
+	bucket  *engine.Bucket
 	log     *slog.Logger
 	metrics *candidateMetrics
 
-	lease   atomic.Pointer[Lease]
+	lease   atomic.Pointer[engine.Lease]
 	changes atomic.Int64
 	mu      sync.Mutex // serialises Run
 }
@@ -87,7 +88,7 @@ type Candidate struct {
 // NewCandidate registers the bucket's settings (creating the bucket if
 // needed) and returns a candidate. Bad input fails with ErrInvalidConfig; a
 // bucket used with other settings fails with ErrBucketMismatch.
-func (r *Registry) NewCandidate(ctx context.Context, cfg CandidateConfig) (*Candidate, error) {
+func NewCandidate(ctx context.Context, r *engine.Registry, cfg CandidateConfig) (*Candidate, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -95,7 +96,7 @@ func (r *Registry) NewCandidate(ctx context.Context, cfg CandidateConfig) (*Cand
 	if err != nil {
 		return nil, err
 	}
-	log := b.log
+	log := b.Logger()
 	if cfg.Logger != nil {
 		log = cfg.Logger.With("bucket", cfg.BucketName, "node", b.NodeID())
 	}
@@ -145,7 +146,7 @@ func (c *Candidate) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	defer c.mu.Unlock()
-	exit, err := c.bucket.reg.Enter()
+	exit, err := c.bucket.Registry().Enter()
 	if err != nil {
 		return err
 	}
@@ -159,7 +160,7 @@ func (c *Candidate) Run(ctx context.Context) error {
 
 	var observed string
 	known := false
-	retry := clock.NewTimer(c.bucket.clock, 0)
+	retry := clock.NewTimer(c.bucket.Clock(), 0)
 	defer retry.Stop()
 	for {
 		if l := c.lease.Load(); l != nil && !l.Valid() {
@@ -186,7 +187,7 @@ func (c *Candidate) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			c.resign()
 			return nil
-		case <-c.bucket.reg.Closing():
+		case <-c.bucket.Registry().Closing():
 			c.resign()
 			return ErrClosed
 		case <-sub.C():
@@ -207,14 +208,14 @@ func (c *Candidate) campaign(ctx context.Context, retry *clock.ChanTimer) {
 		if c.cfg.OnElected != nil {
 			c.cfg.OnElected()
 		}
-	case errors.Is(err, ErrHeld), errors.Is(err, ErrLostRace):
+	case errors.Is(err, engine.ErrHeld), errors.Is(err, engine.ErrLostRace):
 		// The watcher will show the winner.
-	case errors.Is(err, ErrNoSession), errors.Is(err, ErrBucketGone):
+	case errors.Is(err, engine.ErrNoSession), errors.Is(err, ErrBucketGone):
 		// The bucket signals every subscriber when the session starts, the
 		// view is complete again, or the bucket is gone.
 	default:
 		c.log.Debug("ronin: campaign failed", "err", err)
-		retry.Reset(c.bucket.spec.RetryPeriod / 4)
+		retry.Reset(c.bucket.Spec().RetryPeriod / 4)
 	}
 }
 
@@ -236,7 +237,7 @@ func (c *Candidate) resign() {
 	if l == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.bucket.spec.requestTimeout())
+	ctx, cancel := context.WithTimeout(context.Background(), c.bucket.Spec().RequestTimeout())
 	defer cancel()
 	if err := c.bucket.Release(ctx, l); err != nil {
 		c.log.Warn("ronin: release failed; the key frees when this node's session ends", "err", err)

@@ -8,7 +8,7 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/internal/engine"
 )
 
 // Defaults of Config.
@@ -39,7 +39,7 @@ type Config struct {
 	// Shards is the fixed number of shards; required, 1..MaxShards. All
 	// nodes must agree; it is stored with the bucket and cannot change.
 	Shards int
-	// TTL of the leases; 0 means DefaultTTL (5s), at least election.MinTTL.
+	// TTL of the leases; 0 means DefaultTTL (5s), at least engine.MinTTL.
 	// A crashed owner's shards move after about TTL.
 	TTL time.Duration
 	// Replicas of the bucket's stream; 0 means 1 for a single node, 3 for
@@ -94,17 +94,17 @@ func (c Config) withDefaults() Config {
 func (c Config) validate() error {
 	switch {
 	case c.Shards < 1 || c.Shards > MaxShards:
-		return fmt.Errorf("%w: Shards %d: must be between 1 and %d", election.ErrInvalidConfig, c.Shards, MaxShards)
+		return fmt.Errorf("%w: Shards %d: must be between 1 and %d", engine.ErrInvalidConfig, c.Shards, MaxShards)
 	case c.Handler == nil:
-		return fmt.Errorf("%w: Handler nil: required", election.ErrInvalidConfig)
+		return fmt.Errorf("%w: Handler nil: required", engine.ErrInvalidConfig)
 	case c.HandoffTimeout < 0:
-		return fmt.Errorf("%w: HandoffTimeout %v: must not be negative", election.ErrInvalidConfig, c.HandoffTimeout)
+		return fmt.Errorf("%w: HandoffTimeout %v: must not be negative", engine.ErrInvalidConfig, c.HandoffTimeout)
 	case c.MaxMoves < 0:
-		return fmt.Errorf("%w: MaxMoves %d: must not be negative", election.ErrInvalidConfig, c.MaxMoves)
+		return fmt.Errorf("%w: MaxMoves %d: must not be negative", engine.ErrInvalidConfig, c.MaxMoves)
 	case c.Debounce < 0:
-		return fmt.Errorf("%w: Debounce %v: must not be negative", election.ErrInvalidConfig, c.Debounce)
+		return fmt.Errorf("%w: Debounce %v: must not be negative", engine.ErrInvalidConfig, c.Debounce)
 	case c.Stagger < 0:
-		return fmt.Errorf("%w: Stagger %v: must not be negative", election.ErrInvalidConfig, c.Stagger)
+		return fmt.Errorf("%w: Stagger %v: must not be negative", engine.ErrInvalidConfig, c.Stagger)
 	}
 	return nil
 }
@@ -114,16 +114,16 @@ const labelShards = "shards"
 
 // Count returns the shard count stored with a shard group's bucket, and
 // whether spec is one.
-func Count(spec election.BucketSpec) (int, bool) {
+func Count(spec engine.BucketSpec) (int, bool) {
 	n, err := strconv.Atoi(spec.Labels[labelShards])
 	return n, err == nil && n > 0
 }
 
 // bucketSpec is the bucket part of the config.
-func (c Config) bucketSpec() election.BucketSpec {
-	return election.BucketSpec{
+func (c Config) bucketSpec() engine.BucketSpec {
+	return engine.BucketSpec{
 		Name:     c.BucketName,
-		Timing:   election.Timing{TTL: c.TTL},
+		Timing:   engine.Timing{TTL: c.TTL},
 		Replicas: c.Replicas,
 		Labels:   map[string]string{labelShards: fmt.Sprint(c.Shards)},
 	}

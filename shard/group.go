@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nonchan7720/ronin/election"
 	"github.com/nonchan7720/ronin/internal/clock"
+	"github.com/nonchan7720/ronin/internal/engine"
 	"github.com/nonchan7720/ronin/worker"
 )
 
@@ -18,7 +18,7 @@ import (
 // wins, and hands shards over when the plan moves them away.
 type Group struct {
 	cfg     Config
-	bucket  *election.Bucket
+	bucket  *engine.Bucket
 	clock   clock.Clock
 	node    string
 	log     *slog.Logger
@@ -35,9 +35,9 @@ type Group struct {
 }
 
 // NewGroup registers the group's bucket (creating it if needed) and returns the
-// group. Bad input fails with election.ErrInvalidConfig, a bucket used with
-// other settings (Shards, TTL, Replicas) with election.ErrBucketMismatch.
-func NewGroup(ctx context.Context, reg *election.Registry, cfg Config) (*Group, error) {
+// group. Bad input fails with engine.ErrInvalidConfig, a bucket used with
+// other settings (Shards, TTL, Replicas) with engine.ErrBucketMismatch.
+func NewGroup(ctx context.Context, reg *engine.Registry, cfg Config) (*Group, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -145,15 +145,15 @@ func (g *Group) Members() []string {
 // then drains: the node leaves the membership, and hands its shards over
 // one by one (handler ctx cancelled, handler returned, shard released, the
 // new owner starts) before Run returns. It returns nil when ctx ends and
-// election.ErrClosed when the Manager shuts down. Run may be called again
+// engine.ErrClosed when the Manager shuts down. Run may be called again
 // after it returned, to rejoin; not twice at once (ErrAlreadyRunning). If
 // the group's bucket is deleted under it, every handler is stopped and Run
-// returns an error wrapping election.ErrBucketGone.
+// returns an error wrapping engine.ErrBucketGone.
 // Like Candidate.Run, it waits (at most 1 s) for successors of the shards it
 // released before it returns.
 func (g *Group) Run(ctx context.Context) error {
 	if !g.runLock.TryLock() {
-		return election.ErrAlreadyRunning
+		return engine.ErrAlreadyRunning
 	}
 	defer g.runLock.Unlock()
 	exit, err := g.bucket.Registry().Enter()
@@ -187,7 +187,7 @@ func (g *Group) Run(ctx context.Context) error {
 			return nil
 		case <-g.bucket.Registry().Closing():
 			g.drain(&work)
-			return election.ErrClosed
+			return engine.ErrClosed
 		case <-sub.C():
 		case <-g.wake:
 		case <-timer.C:
@@ -262,7 +262,7 @@ func (g *Group) snapshotLocked() map[int]runState {
 }
 
 // acquire tries to take shard id and starts its handler on success.
-func (g *Group) acquire(ctx context.Context, id int, was election.Holder) {
+func (g *Group) acquire(ctx context.Context, id int, was engine.Holder) {
 	l, err := g.bucket.TryAcquire(ctx, g.keys[id], g.node)
 	if err != nil {
 		g.mu.Lock()
@@ -271,7 +271,7 @@ func (g *Group) acquire(ctx context.Context, id int, was election.Holder) {
 		// A lost race, a held key or a lost session changes the view, which
 		// signals the group; retrying before that would spin. Other errors
 		// are retried at the next look (at most a second away).
-		if !errors.Is(err, election.ErrHeld) && !errors.Is(err, election.ErrLostRace) && !errors.Is(err, election.ErrNoSession) {
+		if !errors.Is(err, engine.ErrHeld) && !errors.Is(err, engine.ErrLostRace) && !errors.Is(err, engine.ErrNoSession) {
 			g.log.Debug("ronin: shard acquire failed", "shard", id, "err", err)
 		}
 		return
@@ -347,14 +347,14 @@ type held struct {
 	shard     int
 	acquiring bool // placeholder while the CAS write is in flight
 	moving    bool // a handoff is under way
-	lease     *election.Lease
+	lease     *engine.Lease
 	run       *worker.Run
 }
 
 // start registers shard id as owned under lease l and runs its handler.
 // The run is registered before the handler starts, so a handler that
 // returns at once is reaped, never left behind as owned.
-func (g *Group) start(parent context.Context, id int, l *election.Lease) {
+func (g *Group) start(parent context.Context, id int, l *engine.Lease) {
 	r := &held{shard: id, lease: l}
 	g.mu.Lock()
 	defer g.mu.Unlock()

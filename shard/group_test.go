@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/internal/engine"
 	"github.com/nonchan7720/ronin/internal/store"
 	"github.com/nonchan7720/ronin/internal/store/memstore"
 )
@@ -23,7 +23,7 @@ func TestLeaseLostAsHandlerStartsIsReaped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ms := memstore.New(time.Now)
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		reg := election.NewRegistry(election.Host{Store: ms.Backend(), NodeID: "n1", Logger: log, DefaultReplicas: 1})
+		reg := engine.NewRegistry(engine.Host{Store: ms.Backend(), NodeID: "n1", Logger: log, DefaultReplicas: 1})
 		var other store.Opened
 		var calls atomic.Int32
 		g, err := NewGroup(context.Background(), reg, Config{BucketName: "b", Shards: 1, TTL: time.Second, Logger: log,

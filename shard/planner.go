@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/nonchan7720/ronin/balancer"
-	"github.com/nonchan7720/ronin/election"
 	"github.com/nonchan7720/ronin/internal/clock"
+	"github.com/nonchan7720/ronin/internal/engine"
 )
 
 // runState is what this node is doing with a shard.
@@ -98,7 +98,7 @@ func (p *planner) observe(members []string, now clock.Instant) time.Duration {
 // decide returns the shards to acquire and to hand over now, and when to
 // look again for a free shard whose fallback delay has not run out.
 // holders holds the keys with a live holder; mine what this node does.
-func (p *planner) decide(keys []string, holders map[string]election.Holder, mine map[int]runState, now clock.Instant) (acquire, handoff []int, wait time.Duration) {
+func (p *planner) decide(keys []string, holders map[string]engine.Holder, mine map[int]runState, now clock.Instant) (acquire, handoff []int, wait time.Duration) {
 	wait = idle
 	moving := 0
 	for _, st := range mine {

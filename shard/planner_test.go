@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nonchan7720/ronin/balancer"
-	"github.com/nonchan7720/ronin/election"
 	"github.com/nonchan7720/ronin/internal/clock"
+	"github.com/nonchan7720/ronin/internal/engine"
 )
 
 func testConfig(shards int) Config {
@@ -105,10 +105,10 @@ func TestPlannerDecide(t *testing.T) {
 		cfg.MaxMoves = 1
 		p := newPlanner(cfg, "a")
 		adoptAll(p, members, t0)
-		holders := map[string]election.Holder{}
+		holders := map[string]engine.Holder{}
 		mine := map[int]runState{}
 		for id := range shards {
-			holders[keys[id]] = election.Holder{Candidate: "a", Node: "a", Rev: uint64(id + 1)}
+			holders[keys[id]] = engine.Holder{Candidate: "a", Node: "a", Rev: uint64(id + 1)}
 			mine[id] = stateOwned
 		}
 		acquire, handoff, _ := p.decide(keys, holders, mine, t0)
@@ -125,10 +125,10 @@ func TestPlannerDecide(t *testing.T) {
 		p := newPlanner(testConfig(shards), "a")
 		adoptAll(p, members, t0)
 		p.current = []string{"a"} // b vanished, not yet observed
-		holders := map[string]election.Holder{}
+		holders := map[string]engine.Holder{}
 		mine := map[int]runState{}
 		for _, id := range theirs {
-			holders[keys[id]] = election.Holder{Candidate: "a", Node: "a", Rev: 1}
+			holders[keys[id]] = engine.Holder{Candidate: "a", Node: "a", Rev: 1}
 			mine[id] = stateOwned
 		}
 		_, handoff, _ := p.decide(keys, holders, mine, t0)
@@ -142,10 +142,10 @@ func TestPlannerDecide(t *testing.T) {
 		late := t0.Add(time.Second)
 		acquire, _, _ := p.decide(keys, nil, nil, late)
 		require.NotEmpty(t, acquire)
-		holders := map[string]election.Holder{}
+		holders := map[string]engine.Holder{}
 		mine := map[int]runState{}
 		for _, id := range acquire {
-			holders[keys[id]] = election.Holder{Candidate: "a", Node: "a", Rev: 1}
+			holders[keys[id]] = engine.Holder{Candidate: "a", Node: "a", Rev: 1}
 			mine[id] = stateOwned
 		}
 		_, handoff, _ := p.decide(keys, holders, mine, late.Add(time.Millisecond))

@@ -26,48 +26,48 @@ type mutation struct {
 }
 
 var mutations = []mutation{
-	{"postpone checks the revision", "election/observer.go",
+	{"postpone checks the revision", "internal/engine/observer.go",
 		[][2]string{{"if s, ok := o.sessions[id]; ok && s.rev == rev {\n\t\ts.seen = max", "if s, ok := o.sessions[id]; ok {\n\t\ts.seen = max"}}, "slow"},
-	{"hole 1 as reviewed: postpone without both guards", "election/observer.go",
+	{"hole 1 as reviewed: postpone without both guards", "internal/engine/observer.go",
 		[][2]string{{"if s, ok := o.sessions[id]; ok && s.rev == rev {\n\t\ts.seen = max(s.seen, at-o.ttl)", "if s, ok := o.sessions[id]; ok {\n\t\ts.seen = at - o.ttl"}}, "observer"},
-	{"postpone never brings an expiry forward", "election/observer.go",
+	{"postpone never brings an expiry forward", "internal/engine/observer.go",
 		[][2]string{{"s.seen = max(s.seen, at-o.ttl)", "s.seen = at - o.ttl"}}, "slow"},
-	{"kill only after TTL on the observer's clock", "election/observer.go",
+	{"kill only after TTL on the observer's clock", "internal/engine/observer.go",
 		[][2]string{{"if id != skip && now-s.seen >= o.ttl {", "if id != skip && now-s.seen >= o.ttl/2 {"}}, "partition"},
-	{"observer margin: holder stops at RenewDeadline < TTL", "election/session.go",
+	{"observer margin: holder stops at RenewDeadline < TTL", "internal/engine/session.go",
 		[][2]string{{"d := newDeadline(sent, b.spec.RenewDeadline)", "d := newDeadline(sent, b.spec.TTL+b.spec.RetryPeriod)"}}, "partition"},
-	{"IsLeader/Err read the clock", "election/session.go",
+	{"IsLeader/Err read the clock", "internal/engine/session.go",
 		[][2]string{{"return d != nil && d.valid(now)", "return d != nil"}}, "pause"},
-	{"deadline valid by the wall clock too (suspend)", "election/deadline.go",
+	{"deadline valid by the wall clock too (suspend)", "internal/engine/deadline.go",
 		[][2]string{{"return now.Mono < d.Mono && now.Wall.Before(d.Wall)", "return now.Mono < d.Mono"}}, "suspend"},
-	{"wall/monotonic agreement on renew", "election/session.go",
+	{"wall/monotonic agreement on renew", "internal/engine/session.go",
 		[][2]string{{"!s.lastSent.Wall.IsZero() && !clocksAgree(s.lastSent, sent, margin)", "false && !clocksAgree(s.lastSent, sent, margin)"}}, "suspend"},
-	{"deadline never extended once passed", "election/session.go",
+	{"deadline never extended once passed", "internal/engine/session.go",
 		[][2]string{{"if old := s.dl.Load(); old != nil && !old.valid(now) {", "if old := s.dl.Load(); false && old != nil && !old.valid(now) {"}}, "suspend"},
-	{"kill is a CAS at the exact revision seen", "election/session.go",
+	{"kill is a CAS at the exact revision seen", "internal/engine/session.go",
 		[][2]string{{"deleted, err := b.deleteSession(ctx, e.id, e.rev)", "deleted, err := b.deleteSession(ctx, e.id, 0)"}}, "slow"},
 	{"handler returned before release", "shard/group.go",
 		[][2]string{{"r.run.Stop(g.cfg.HandoffTimeout)", "go r.run.Stop(g.cfg.HandoffTimeout)"}}, "crash"},
 	{"leaving mark before handoff", "shard/group.go",
 		[][2]string{{"g.bucket.SetLeaving(true)", "g.bucket.SetLeaving(false)"}}, "crash"},
-	{"R1 refused in a cluster", "election/registry.go",
+	{"R1 refused in a cluster", "internal/engine/registry.go",
 		[][2]string{{"case spec.Replicas == 1 && r.host.Clustered && !r.host.AllowSingleReplica:", "case false:"}}, ""},
-	{"deleted bucket ends every lease (never recreated silently)", "election/bucket.go",
+	{"deleted bucket ends every lease (never recreated silently)", "internal/engine/bucket.go",
 		[][2]string{{"if !errors.Is(err, store.ErrBucketGone) {\n\t\treturn false", "if true {\n\t\treturn false"}}, "delete"},
-	{"nothing acquired without the genesis record", "election/bucket.go",
+	{"nothing acquired without the genesis record", "internal/engine/bucket.go",
 		[][2]string{{"b.gone == nil && b.v.synced && b.v.genesis && b.sess != nil", "b.gone == nil && b.v.synced && b.sess != nil"}}, "purge"},
-	{"genesis written only a TTL after it was found missing", "election/session.go",
+	{"genesis written only a TTL after it was found missing", "internal/engine/session.go",
 		[][2]string{{"b.grantAfter = now + b.spec.TTL\n", "b.grantAfter = now\n"}}, "purge"},
-	{"genesis write follows an acknowledged renew", "election/session.go",
+	{"genesis write follows an acknowledged renew", "internal/engine/session.go",
 		[][2]string{{"case now < b.grantAfter || !acked:", "case now < b.grantAfter:"}}, "purge"},
-	{"an unexplained conflict makes the node re-read the bucket", "election/session.go",
+	{"an unexplained conflict makes the node re-read the bucket", "internal/engine/session.go",
 		[][2]string{{"case now-sp.at >= b.spec.RetryPeriod:\n\t\t\tstale = true", "case now-sp.at >= b.spec.RetryPeriod:\n\t\t\tstale = false"}}, "purge"},
 	{"run registered before its handler starts", "shard/group.go",
 		[][2]string{
 			{"\tg.running[id] = r\n\tr.run = worker.Start(", "\tg.mu.Unlock()\n\tr.run = worker.Start("},
 			{"OnExit:    func() { g.reap(r); g.signal() },\n\t})\n}", "OnExit:    func() { g.reap(r); g.signal() },\n\t})\n\ttime.Sleep(time.Millisecond)\n\tg.mu.Lock()\n\tg.running[id] = r\n}"},
 		}, "crash"},
-	{"lease end cancels the handler ctx synchronously", "election/lease.go",
+	{"lease end cancels the handler ctx synchronously", "internal/engine/lease.go",
 		[][2]string{{"\tfor _, f := range fs {\n\t\tf()\n\t}", "\tfor _, f := range fs {\n\t\tgo f()\n\t}"}}, ""},
 }
 
@@ -139,7 +139,7 @@ func run(root string, files []string, m mutation) (string, error) {
 		return "", fmt.Errorf("mutant does not build: %s", firstLine(out))
 	}
 	if !*simOnly {
-		if out, err := command(dir, "go", "test", "-count=1", "./election/", "./shard/", "./worker/"); err != nil {
+		if out, err := command(dir, "go", "test", "-count=1", "./election/", "./internal/engine/", "./shard/", "./worker/"); err != nil {
 			return failure(out, "unit"), nil
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/internal/engine"
 	"github.com/nonchan7720/ronin/internal/store/memstore"
 	"github.com/nonchan7720/ronin/shard"
 )
@@ -121,7 +122,7 @@ func (w *World) startNode(id string) {
 	w.logf(id, "process starts")
 
 	log := slog.New(&traceHandler{w: w, node: id})
-	reg := election.NewRegistry(election.Host{
+	reg := engine.NewRegistry(engine.Host{
 		Store:           backend{l: n.link, inner: w.store.Backend()},
 		Clock:           c,
 		NodeID:          id,
@@ -152,28 +153,28 @@ func (w *World) goRun(f func()) {
 // an error (a deleted bucket, a store that does not answer).
 const retryOpen = 200 * time.Millisecond
 
-func (w *World) runCandidate(ctx context.Context, n *node, reg *election.Registry, log *slog.Logger, key string) {
+func (w *World) runCandidate(ctx context.Context, n *node, reg *engine.Registry, log *slog.Logger, key string) {
 	for ctx.Err() == nil {
 		var c *election.Candidate
 		cfg := election.CandidateConfig{
 			CandidateID: n.id, BucketName: bucketKeys, KeyName: key, TTL: w.sc.TTL, Logger: log,
 		}
 		cfg.OnElected = func() { w.elected(n, key, c) }
-		c, err := reg.NewCandidate(ctx, cfg)
+		c, err := election.NewCandidate(ctx, reg, cfg)
 		if err == nil {
 			w.mu.Lock()
 			w.cands[key] = append(w.cands[key], &candRec{n: n, c: c})
 			w.mu.Unlock()
 			err = c.Run(ctx)
 		}
-		if err != nil && !errors.Is(err, election.ErrClosed) {
+		if err != nil && !errors.Is(err, engine.ErrClosed) {
 			w.logf(n.id, "candidate %s: %v", key, err)
 		}
 		sleepCtx(ctx, retryOpen)
 	}
 }
 
-func (w *World) runGroup(ctx context.Context, n *node, reg *election.Registry, log *slog.Logger) {
+func (w *World) runGroup(ctx context.Context, n *node, reg *engine.Registry, log *slog.Logger) {
 	for ctx.Err() == nil {
 		g, err := shard.NewGroup(ctx, reg, shard.Config{
 			BucketName: bucketShards, Shards: w.sc.Shards, TTL: w.sc.TTL, Logger: log,
@@ -185,7 +186,7 @@ func (w *World) runGroup(ctx context.Context, n *node, reg *election.Registry, l
 		if err == nil {
 			err = g.Run(ctx)
 		}
-		if err != nil && !errors.Is(err, election.ErrClosed) {
+		if err != nil && !errors.Is(err, engine.ErrClosed) {
 			w.logf(n.id, "shard group: %v", err)
 		}
 		sleepCtx(ctx, retryOpen)

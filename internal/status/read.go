@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/internal/engine"
 	"github.com/nonchan7720/ronin/internal/store/jsstore"
 )
 
@@ -20,11 +20,11 @@ func Read(ctx context.Context, js jetstream.JetStream, names []string) (Node, er
 	backend := jsstore.Backend{JS: js}
 	if len(names) == 0 {
 		var err error
-		if names, err = backend.Names(ctx, election.ProtocolMetadataKey); err != nil {
+		if names, err = backend.Names(ctx, engine.ProtocolMetadataKey); err != nil {
 			return Node{}, err
 		}
 	}
-	reg := election.NewRegistry(election.Host{Store: backend, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	reg := engine.NewRegistry(engine.Host{Store: backend, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	out := Node{Healthy: true, Buckets: []Bucket{}}
 	for _, name := range names {
 		b, stop, err := reg.Observe(ctx, name)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/internal/engine"
 	"github.com/nonchan7720/ronin/shard"
 )
 
@@ -93,7 +93,7 @@ type Group struct {
 }
 
 // FromSnapshot turns one view of a bucket into its picture at now.
-func FromSnapshot(s election.Snapshot, now time.Time) Bucket {
+func FromSnapshot(s engine.Snapshot, now time.Time) Bucket {
 	b := Bucket{
 		Name:       s.Spec.Name,
 		TTLSeconds: s.Spec.TTL.Seconds(),
@@ -124,7 +124,7 @@ func FromSnapshot(s election.Snapshot, now time.Time) Bucket {
 		return b
 	}
 	for key, h := range s.Records {
-		if strings.HasPrefix(key, election.ReservedPrefix) {
+		if strings.HasPrefix(key, engine.ReservedPrefix) {
 			continue
 		}
 		b.Keys = append(b.Keys, Key{Key: key, Candidate: h.Candidate, Node: h.Node, Rev: h.Rev, Since: h.Since})

@@ -1,4 +1,4 @@
-package election
+package engine
 
 import (
 	"context"
@@ -114,6 +114,9 @@ func (b *Bucket) NodeID() string { return b.reg.host.NodeID }
 
 // Registry is the registry that opened the bucket.
 func (b *Bucket) Registry() *Registry { return b.reg }
+
+// Logger is the bucket's logger (it carries node and bucket).
+func (b *Bucket) Logger() *slog.Logger { return b.log }
 
 // Clock is the node's clock.
 func (b *Bucket) Clock() clock.Clock { return b.clock }
@@ -549,7 +552,7 @@ func (b *Bucket) acquireWrite(ctx context.Context, key string, rec record, casRe
 		return 0, ctx.Err()
 	}
 	defer func() { <-b.writeSlot }()
-	rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
+	rctx, cancel := context.WithTimeout(ctx, b.spec.RequestTimeout())
 	defer cancel()
 	return b.kv.Update(rctx, key, encode(rec), casRev)
 }
@@ -563,7 +566,7 @@ func (b *Bucket) Release(ctx context.Context, l *Lease) error {
 	b.endLeaseLocked(l.key, ^uint64(0))
 	b.released[l.key] = struct{}{}
 	b.mu.Unlock()
-	rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
+	rctx, cancel := context.WithTimeout(ctx, b.spec.RequestTimeout())
 	defer cancel()
 	err := b.kv.Delete(rctx, l.key, l.rev)
 	if err != nil && !isCASConflict(err) {

@@ -1,4 +1,4 @@
-package election
+package engine
 
 import (
 	"context"
@@ -132,7 +132,7 @@ func (b *Bucket) maintainGenesis(ctx context.Context, acked bool) {
 	}
 	b.grantAfter = now + b.spec.RetryPeriod // until the view shows it
 	b.mu.Unlock()
-	rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
+	rctx, cancel := context.WithTimeout(ctx, b.spec.RequestTimeout())
 	defer cancel()
 	if _, err := b.kv.Create(rctx, genesisKey, []byte("{}")); err != nil && !isCASConflict(err) {
 		b.checkGone(err)
@@ -374,7 +374,7 @@ func (b *Bucket) closeSession() {
 // deleteSession deletes session id by CAS at rev and reports whether this
 // call deleted it. A conflict (it renewed, or is already gone) is no error.
 func (b *Bucket) deleteSession(ctx context.Context, id string, rev uint64) (bool, error) {
-	rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
+	rctx, cancel := context.WithTimeout(ctx, b.spec.RequestTimeout())
 	defer cancel()
 	err := b.kv.Delete(rctx, sessionKey(id), rev)
 	switch {
@@ -444,7 +444,7 @@ func (b *Bucket) reconcile(ctx context.Context) {
 	}
 	b.mu.Unlock()
 	for _, st := range todo {
-		rctx, cancel := context.WithTimeout(ctx, b.spec.requestTimeout())
+		rctx, cancel := context.WithTimeout(ctx, b.spec.RequestTimeout())
 		err := b.kv.Delete(rctx, st.key, st.rev)
 		cancel()
 		if err != nil && !isCASConflict(err) {

@@ -1,4 +1,4 @@
-package election
+package engine
 
 import (
 	"fmt"
@@ -68,15 +68,15 @@ func (t Timing) validate() error {
 	return nil
 }
 
-// requestTimeout bounds every store request: below RetryPeriod, so a stalled
+// RequestTimeout bounds every store request: below RetryPeriod, so a stalled
 // request never delays the next renew attempt, and never above
 // MaxRequestTimeout.
-func (t Timing) requestTimeout() time.Duration {
+func (t Timing) RequestTimeout() time.Duration {
 	return min(t.RetryPeriod, MaxRequestTimeout)
 }
 
 // renewTimeout bounds a session write (create or renew). It is longer than
-// requestTimeout: a renew that is slow because the stream leader is busy
+// RequestTimeout: a renew that is slow because the stream leader is busy
 // still extends the lease from its send time, while one abandoned at
 // RetryPeriod would be retried into the same queue until the session is
 // lost. Two attempts still fit in a RenewDeadline.
