@@ -544,7 +544,8 @@ func (b *Bucket) suspectLocked(key string, rev uint64) {
 }
 
 // acquireWrite makes the CAS write of an acquisition once a write slot is
-// free.
+// free, unless the view has moved on while it waited for the slot (the
+// key was taken, or written again): that write could only conflict.
 func (b *Bucket) acquireWrite(ctx context.Context, key string, rec record, casRev uint64) (uint64, error) {
 	select {
 	case b.writeSlot <- struct{}{}:
@@ -552,6 +553,15 @@ func (b *Bucket) acquireWrite(ctx context.Context, key string, rec record, casRe
 		return 0, ctx.Err()
 	}
 	defer func() { <-b.writeSlot }()
+	b.mu.Lock()
+	h, rev := b.v.holder(key)
+	b.mu.Unlock()
+	switch {
+	case h.Candidate != "":
+		return 0, ErrHeld
+	case rev != casRev:
+		return 0, ErrLostRace
+	}
 	rctx, cancel := context.WithTimeout(ctx, b.spec.RequestTimeout())
 	defer cancel()
 	return b.kv.Update(rctx, key, encode(rec), casRev)
