@@ -28,6 +28,9 @@ const (
 	// DefaultStagger separates the takeover attempts of successive
 	// rendezvous ranks for a shard whose target does not take it.
 	DefaultStagger = 100 * time.Millisecond
+	// DefaultSettle is the cold-start window: how long a group that finds
+	// no shard held waits for the nodes started with it to appear.
+	DefaultSettle = time.Second
 )
 
 // Config configures a shard group: a bucket whose Shards shards are spread
@@ -63,6 +66,14 @@ type Config struct {
 	// the next after TTL/2+Stagger, and so on; 0 means DefaultStagger
 	// (100ms).
 	Stagger time.Duration
+	// Settle is the cold-start window: when Run starts and no shard of the
+	// group has a live owner (the whole group starts), nothing is acquired
+	// for Settle, so that every node started together is in the first
+	// plan and no shard starts on one node only to move to another; members
+	// seen in the window are adopted at its end without waiting out
+	// Debounce. It does not delay a node that joins a running group. 0
+	// means DefaultSettle (1s); a negative value disables it.
+	Settle time.Duration
 	// MeterProvider for the group's metrics; nil means the global one.
 	MeterProvider metric.MeterProvider
 	// Logger; nil means the Manager's. Records carry bucket and shard;
@@ -86,6 +97,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Stagger == 0 {
 		c.Stagger = DefaultStagger
+	}
+	switch {
+	case c.Settle == 0:
+		c.Settle = DefaultSettle
+	case c.Settle < 0:
+		c.Settle = 0
 	}
 	return c
 }

@@ -170,6 +170,7 @@ func (g *Group) Run(ctx context.Context) error {
 	defer stopMetrics()
 
 	p := newPlanner(g.cfg, g.node)
+	p.settle(g.clock.Now().Add(g.cfg.Settle))
 	timer := clock.NewTimer(g.clock, 0)
 	defer timer.Stop()
 	var work sync.WaitGroup

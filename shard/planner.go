@@ -45,6 +45,7 @@ type planner struct {
 	freeSince map[int]clock.Instant // when this node first saw a shard free
 	reported  map[int]bool          // shards reported ownerless
 	rescued   map[int]clock.Instant // shards taken by fallback: their target did not act
+	settleEnd clock.Instant         // cold start: no acquisitions before it (settle)
 }
 
 func newPlanner(cfg Config, self string) *planner {
@@ -58,6 +59,15 @@ func newPlanner(cfg Config, self string) *planner {
 		rescued:   map[int]clock.Instant{},
 	}
 }
+
+// settle starts the cold-start window: until end, while no shard of the
+// group has a live holder, nothing is acquired, so that nodes started
+// together all appear before the first plan is acted on; members seen
+// before end are adopted at end without waiting out Debounce.
+func (p *planner) settle(end clock.Instant) { p.settleEnd = end }
+
+// settling reports whether now is in the settle window.
+func (p *planner) settling(now clock.Instant) bool { return now.Mono < p.settleEnd.Mono }
 
 // observe folds the live member set in and returns when to look again for
 // a member still being debounced.
@@ -79,7 +89,8 @@ func (p *planner) observe(members []string, now clock.Instant) time.Duration {
 			first = now
 			p.firstSeen[m] = now
 		}
-		if left := p.cfg.Debounce - now.Sub(first); left > 0 {
+		settled := !p.settling(now) && first.Mono <= p.settleEnd.Mono
+		if left := p.cfg.Debounce - now.Sub(first); left > 0 && !settled {
 			wait = min(wait, left)
 			continue
 		}
@@ -107,6 +118,11 @@ func (p *planner) decide(keys []string, holders map[string]engine.Holder, mine m
 		}
 	}
 	member := slices.Contains(p.current, p.self)
+	if p.settling(now) && len(holders) == 0 {
+		// A cold start (no shard held anywhere): act on the plan only
+		// once the nodes started together have had time to appear.
+		return nil, nil, p.settleEnd.Sub(now)
+	}
 	for id, key := range keys {
 		h, held := holders[key]
 		if held {

@@ -178,3 +178,46 @@ func TestPlannerReportsOwnerlessOnce(t *testing.T) {
 	assert.Equal(t, []int{0, 1}, p.ownerless(t0.Add(2*time.Second), time.Second))
 	assert.Empty(t, p.ownerless(t0.Add(3*time.Second), time.Second), "reported once")
 }
+
+func TestPlannerSettlesAColdStart(t *testing.T) {
+	keys := keysOf(8)
+	t0 := clock.Real().Now()
+	settle := time.Second
+	p := newPlanner(testConfig(8), "a")
+	p.settle(t0.Add(settle))
+	p.observe([]string{"a"}, t0)
+	p.observe([]string{"a", "b"}, t0.Add(900*time.Millisecond)) // b appears late in the window
+	acquire, _, wait := p.decide(keys, nil, nil, t0.Add(500*time.Millisecond))
+	assert.Empty(t, acquire, "nothing acquired in the window while no shard is held")
+	assert.Equal(t, 500*time.Millisecond, wait, "look again when the window ends")
+
+	end := t0.Add(settle)
+	p.observe([]string{"a", "b"}, end)
+	assert.Equal(t, []string{"a", "b"}, p.adopted, "members seen in the window are adopted at its end, debounce or not")
+	acquire, _, _ = p.decide(keys, nil, nil, end)
+	for _, id := range acquire {
+		assert.Equal(t, "a", p.plan[id], "after the window only shards planned here are taken")
+	}
+	assert.NotEmpty(t, acquire)
+	assert.Less(t, len(acquire), 8, "the first plan already includes b")
+}
+
+func TestPlannerSettleDoesNotDelayAJoinToARunningGroup(t *testing.T) {
+	keys := keysOf(8)
+	t0 := clock.Real().Now()
+	p := newPlanner(testConfig(8), "a")
+	p.settle(t0.Add(time.Second))
+	p.observe([]string{"a", "b"}, t0)
+	p.observe([]string{"a", "b"}, t0.Add(DefaultDebounce))
+	holders := map[string]engine.Holder{}
+	for id, key := range keys {
+		if p.plan[id] == "b" {
+			holders[key] = engine.Holder{Candidate: "b", Node: "b"}
+		}
+	}
+	acquire, _, _ := p.decide(keys, holders, nil, t0.Add(DefaultDebounce))
+	assert.NotEmpty(t, acquire, "a group with held shards is running: no settle")
+	for _, id := range acquire {
+		assert.Equal(t, "a", p.plan[id])
+	}
+}
