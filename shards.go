@@ -83,6 +83,15 @@ func (g *ShardGroup) Ready() bool { return g.g.Ready() }
 // WaitReady waits until Ready is true or ctx ends.
 func (g *ShardGroup) WaitReady(ctx context.Context) error { return g.g.WaitReady(ctx) }
 
-// Draining reports whether Run is handing this node's shards over before
-// it returns.
+// Draining reports whether this node is handing its shards over or holds
+// none on purpose (Run returning, or Drain without Rejoin).
 func (g *ShardGroup) Draining() bool { return g.g.Draining() }
+
+// Drain hands every shard this node owns over to the other members, each
+// after its handler returned, and keeps the node in the group owning
+// nothing until Rejoin: maintenance without exiting. It returns once the
+// node owns nothing, or with ctx's error (a lone member keeps its shards).
+func (g *ShardGroup) Drain(ctx context.Context) error { return g.g.Drain(ctx) }
+
+// Rejoin ends a Drain: the node takes its share again.
+func (g *ShardGroup) Rejoin() { g.g.Rejoin() }

@@ -149,3 +149,41 @@ func TestShardGroupReadiness(t *testing.T) {
 	defer cancelShort()
 	require.True(t, errors.Is(mb.group.WaitReady(short), context.DeadlineExceeded))
 }
+
+// TestShardGroupDrainAndRejoin: Drain hands every shard over while Run
+// keeps going (the node stays in the bucket, leaving), Rejoin takes the
+// share back; no shard ever runs twice.
+func TestShardGroupDrainAndRejoin(t *testing.T) {
+	const shards = 8
+	c := NewCluster(t, 2)
+	log := newShardLog()
+	cfg := shardConfig("maint", shards, time.Second)
+	a := startGroup(t, c.Manager(0), cfg, log)
+	startGroup(t, c.Manager(1), cfg, log)
+	settled(t, log, shards, []string{"n1", "n2"}, 15*time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, a.group.Drain(ctx))
+	require.Empty(t, a.group.Owned())
+	require.True(t, a.group.Draining())
+	require.False(t, a.group.Ready())
+	settled(t, log, shards, []string{"n2"}, 5*time.Second)
+	st := c.Manager(0).Status()
+	leaving := false
+	for _, m := range st.Buckets[0].Members {
+		leaving = leaving || m.Node == "n1" && m.Leaving
+	}
+	require.True(t, leaving, "a drained node stays in the bucket, marked leaving: %+v", st.Buckets[0].Members)
+	select {
+	case <-a.exited:
+		t.Fatal("Run returned on Drain")
+	default:
+	}
+
+	a.group.Rejoin()
+	settled(t, log, shards, []string{"n1", "n2"}, 10*time.Second)
+	require.NoError(t, a.group.WaitReady(ctx))
+	require.False(t, a.group.Draining())
+	log.check(t)
+}

@@ -31,7 +31,8 @@ type Group struct {
 	wake     chan struct{} // handler exits, finished moves and acquisitions
 	ready    chan struct{} // closed while ready; replaced when not
 	isReady  bool
-	draining bool
+	draining bool // Run hands everything over before it returns
+	parked   bool // Drain: in the group, owning nothing, until Rejoin
 }
 
 // NewGroup registers the group's bucket (creating it if needed) and returns the
@@ -104,12 +105,46 @@ func (g *Group) WaitReady(ctx context.Context) error {
 	}
 }
 
-// Draining reports whether Run is handing this node's shards over before
-// it returns.
+// Draining reports whether this node is handing its shards over or holds
+// none on purpose: Run is returning, or Drain was called and Rejoin not.
 func (g *Group) Draining() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.draining
+	return g.draining || g.parked
+}
+
+// Drain hands every shard this node owns over to the other members (at
+// most MaxMoves at a time, each after its handler returned) and keeps the
+// node in the group owning nothing, until Rejoin: maintenance without
+// exiting. It returns once the node owns nothing, or with ctx's error. A
+// node that is the group's only member keeps its shards (there is nobody
+// to take them) and Drain waits for ctx. The state outlives Run: a group
+// drained while not running starts its next Run drained.
+func (g *Group) Drain(ctx context.Context) error {
+	g.mu.Lock()
+	g.parked = true
+	g.setReadyLocked(false)
+	g.bucket.SetLeaving(true)
+	g.mu.Unlock()
+	g.signal()
+	for {
+		if len(g.Owned()) == 0 {
+			return nil
+		}
+		if !clock.Sleep(ctx, g.clock, 10*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+}
+
+// Rejoin ends a Drain: the node is a member again and the plan gives it
+// its share.
+func (g *Group) Rejoin() {
+	g.mu.Lock()
+	g.parked = false
+	g.bucket.SetLeaving(false)
+	g.mu.Unlock()
+	g.signal()
 }
 
 // setReadyLocked records readiness and wakes WaitReady callers.
@@ -163,7 +198,9 @@ func (g *Group) Run(ctx context.Context) error {
 	defer exit()
 	leave := g.bucket.Join()
 	defer leave()
-	g.bucket.SetLeaving(false)
+	g.mu.Lock()
+	g.bucket.SetLeaving(g.parked)
+	g.mu.Unlock()
 	sub := g.bucket.SubscribeAll()
 	defer g.bucket.Unsubscribe(sub)
 	stopMetrics := g.metrics.start()
