@@ -41,7 +41,9 @@ type CandidateConfig struct {
 	// OnElected runs when this candidate becomes leader.
 	OnElected func()
 	// OnSteppingDown runs when this candidate stops leading, for any reason:
-	// resign, lost renew, deadline passed, key taken over.
+	// resign, lost renew, deadline passed, key taken over. On a resign (Run
+	// returning) it returns before the key is released, so the successor
+	// never starts while it runs; otherwise leadership has already ended.
 	OnSteppingDown func()
 	// OnLeaderChange runs whenever the observed leader of the key changes,
 	// with the leader's CandidateID (this candidate's own included), or ""
@@ -231,18 +233,20 @@ func (c *Candidate) stepDown() {
 	}
 }
 
-// resign releases the key if leading.
+// resign releases the key if leading. OnSteppingDown runs (and returns)
+// before the release is written, so that work it stops never overlaps the
+// successor's term.
 func (c *Candidate) resign() {
 	l := c.lease.Load()
 	if l == nil {
 		return
 	}
+	c.stepDown()
 	ctx, cancel := context.WithTimeout(context.Background(), c.bucket.Spec().RequestTimeout())
 	defer cancel()
 	if err := c.bucket.Release(ctx, l); err != nil {
 		c.log.Warn("ronin: release failed; the key frees when this node's session ends", "err", err)
 	}
-	c.stepDown()
 }
 
 func (c *Candidate) leaderChanged(id string) {

@@ -111,3 +111,44 @@ func names(prefix string, n int) []string {
 	}
 	return out
 }
+
+// TestSteppingDownReturnsBeforeTheSuccessorIsElected: on a resign,
+// OnSteppingDown runs before the key is released, so work it stops never
+// overlaps the successor's term.
+func TestSteppingDownReturnsBeforeTheSuccessorIsElected(t *testing.T) {
+	c := NewCluster(t, 1)
+	var mu sync.Mutex
+	var steppedDownAt, electedAt time.Time
+	cfg := candidateConfig("a", "order", "k", time.Second)
+	cfg.OnSteppingDown = func() {
+		time.Sleep(300 * time.Millisecond) // the user's work winding down
+		mu.Lock()
+		steppedDownAt = time.Now()
+		mu.Unlock()
+	}
+	a, err := c.Manager(0).NewCandidate(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	require.Eventually(t, a.IsLeader, 10*time.Second, 10*time.Millisecond)
+
+	bcfg := candidateConfig("b", "order", "k", time.Second)
+	bcfg.OnElected = func() {
+		mu.Lock()
+		electedAt = time.Now()
+		mu.Unlock()
+	}
+	b, err := c.Manager(0).NewCandidate(bcfg)
+	require.NoError(t, err)
+	bctx, bcancel := context.WithCancel(context.Background())
+	bdone := make(chan error, 1)
+	go func() { bdone <- b.Run(bctx) }()
+	defer func() { bcancel(); <-bdone }()
+	cancel()
+	require.NoError(t, <-done)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return !electedAt.IsZero() }, 5*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	require.True(t, electedAt.After(steppedDownAt), "successor elected %v before OnSteppingDown returned", steppedDownAt.Sub(electedAt))
+}

@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
 	"time"
 
 	"github.com/nonchan7720/ronin/internal/clock"
@@ -33,6 +36,10 @@ type Group struct {
 	isReady  bool
 	draining bool // Run hands everything over before it returns
 	parked   bool // Drain: in the group, owning nothing, until Rejoin
+
+	accepting atomic.Bool     // shards handed over to this node are taken
+	adoptMu   sync.Mutex      // guards adopted; never held with mu
+	adopted   []*engine.Lease // handed over, not yet started
 }
 
 // NewGroup registers the group's bucket (creating it if needed) and returns the
@@ -123,6 +130,7 @@ func (g *Group) Draining() bool {
 func (g *Group) Drain(ctx context.Context) error {
 	g.mu.Lock()
 	g.parked = true
+	g.accepting.Store(false)
 	g.setReadyLocked(false)
 	g.bucket.SetLeaving(true)
 	g.mu.Unlock()
@@ -142,6 +150,7 @@ func (g *Group) Drain(ctx context.Context) error {
 func (g *Group) Rejoin() {
 	g.mu.Lock()
 	g.parked = false
+	g.accepting.Store(true)
 	g.bucket.SetLeaving(false)
 	g.mu.Unlock()
 	g.signal()
@@ -200,7 +209,10 @@ func (g *Group) Run(ctx context.Context) error {
 	defer leave()
 	g.mu.Lock()
 	g.bucket.SetLeaving(g.parked)
+	g.accepting.Store(!g.parked)
 	g.mu.Unlock()
+	g.bucket.Accept(g.adopt)
+	defer g.bucket.Accept(nil)
 	sub := g.bucket.SubscribeAll()
 	defer g.bucket.Unsubscribe(sub)
 	stopMetrics := g.metrics.start()
@@ -214,17 +226,17 @@ func (g *Group) Run(ctx context.Context) error {
 	defer work.Wait()
 	for {
 		if err := g.bucket.Err(); err != nil {
-			g.drain(&work) // the leases have ended: this only stops handlers
+			g.drain(&work, p) // the leases have ended: this only stops handlers
 			return err
 		}
 		wait := g.step(ctx, p, &work)
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
-			g.drain(&work)
+			g.drain(&work, p)
 			return nil
 		case <-g.bucket.Registry().Closing():
-			g.drain(&work)
+			g.drain(&work, p)
 			return engine.ErrClosed
 		case <-sub.C():
 		case <-g.wake:
@@ -245,6 +257,7 @@ func (g *Group) step(ctx context.Context, p *planner, work *sync.WaitGroup) time
 		g.mu.Unlock()
 		return time.Second
 	}
+	g.startAdopted(ctx)
 	now := g.clock.Now()
 	wait := p.observe(members, now)
 	holders := g.bucket.Holders()
@@ -262,7 +275,7 @@ func (g *Group) step(ctx context.Context, p *planner, work *sync.WaitGroup) time
 	moves := make([]*held, 0, len(handoff))
 	for _, id := range handoff {
 		r := g.running[id]
-		r.moving = true
+		r.moving, r.target = true, p.plan[id]
 		moves = append(moves, r)
 	}
 	g.setReadyLocked(p.settled(g.snapshotLocked()))
@@ -304,7 +317,9 @@ func (g *Group) acquire(ctx context.Context, id int, was engine.Holder) {
 	l, err := g.bucket.TryAcquire(ctx, g.keys[id], g.node)
 	if err != nil {
 		g.mu.Lock()
-		delete(g.running, id)
+		if r := g.running[id]; r != nil && r.acquiring {
+			delete(g.running, id) // our placeholder; not a shard handed over meanwhile
+		}
 		g.mu.Unlock()
 		// A lost race, a held key or a lost session changes the view, which
 		// signals the group; retrying before that would spin. Other errors
@@ -328,7 +343,11 @@ func (g *Group) handOver(r *held) {
 	r.run.Stop(g.cfg.HandoffTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), g.bucket.Spec().TTL)
 	defer cancel()
-	if err := g.bucket.Release(ctx, r.lease); err != nil {
+	release := g.bucket.Release
+	if r.target != "" && r.target != g.node {
+		release = func(ctx context.Context, l *engine.Lease) error { return g.bucket.HandOver(ctx, l, r.target) }
+	}
+	if err := release(ctx, r.lease); err != nil {
 		g.log.Warn("ronin: shard release failed; it frees when this node's session ends", "shard", r.shard, "err", err)
 	}
 	g.metrics.handoffs.Add(context.Background(), 1, g.metrics.attrs)
@@ -339,8 +358,11 @@ func (g *Group) handOver(r *held) {
 }
 
 // drain leaves the membership, waits until the node's view shows it (so
-// other nodes plan without it), then hands every shard over, one by one.
-func (g *Group) drain(work *sync.WaitGroup) {
+// other nodes plan without it), then hands every shard over to its target
+// in the plan without this node, MaxMoves at a time, each after its
+// handler returned.
+func (g *Group) drain(work *sync.WaitGroup, p *planner) {
+	g.accepting.Store(false)
 	g.mu.Lock()
 	g.setReadyLocked(false)
 	g.draining = true
@@ -358,17 +380,28 @@ func (g *Group) drain(work *sync.WaitGroup) {
 		}
 		clock.Sleep(context.Background(), g.clock, time.Millisecond)
 	}
-	work.Wait() // acquisitions and moves in flight
+	work.Wait()                         // acquisitions and moves in flight
+	for _, l := range g.takeAdopted() { // handed over, never started
+		ctx, cancel := context.WithTimeout(context.Background(), g.bucket.Spec().TTL)
+		_ = g.bucket.Release(ctx, l)
+		cancel()
+	}
+	members, _ := g.bucket.Members()
+	p.observe(slices.DeleteFunc(members, func(m string) bool { return m == g.node }), g.clock.Now())
 	g.mu.Lock()
 	var runs []*held
 	for _, r := range g.running {
+		r.moving, r.target = true, p.plan[r.shard]
 		runs = append(runs, r)
 	}
 	g.mu.Unlock()
 	slices.SortFunc(runs, func(a, b *held) int { return a.shard - b.shard })
+	var moves errgroup.Group
+	moves.SetLimit(g.cfg.MaxMoves)
 	for _, r := range runs {
-		g.handOver(r)
+		moves.Go(func() error { g.handOver(r); return nil })
 	}
+	_ = moves.Wait()
 }
 
 // reap forgets a shard whose lease ended without a handoff (lost).
@@ -383,10 +416,50 @@ func (g *Group) reap(r *held) {
 // held is one shard this node holds (or is acquiring) and its handler.
 type held struct {
 	shard     int
-	acquiring bool // placeholder while the CAS write is in flight
-	moving    bool // a handoff is under way
+	acquiring bool   // placeholder while the CAS write is in flight
+	moving    bool   // a handoff is under way
+	target    string // where a handoff writes the shard over to ("" releases)
 	lease     *engine.Lease
 	run       *worker.Run
+}
+
+// adopt takes a shard another node handed over to this one (see
+// engine.Bucket.Accept); the next step starts its handler. It runs under
+// the bucket's lock, so it only queues.
+func (g *Group) adopt(l *engine.Lease) bool {
+	if _, ok := ID(l.Key()); !ok || !g.accepting.Load() {
+		return false
+	}
+	g.adoptMu.Lock()
+	g.adopted = append(g.adopted, l)
+	g.adoptMu.Unlock()
+	g.signal()
+	return true
+}
+
+// takeAdopted returns the queued handed-over leases.
+func (g *Group) takeAdopted() []*engine.Lease {
+	g.adoptMu.Lock()
+	defer g.adoptMu.Unlock()
+	out := g.adopted
+	g.adopted = nil
+	return out
+}
+
+// startAdopted starts the handler of every shard handed over to this node
+// since the last step.
+func (g *Group) startAdopted(ctx context.Context) {
+	for _, l := range g.takeAdopted() {
+		id, _ := ID(l.Key())
+		if !l.Valid() {
+			continue // ended before it started: nothing ran
+		}
+		g.log.Info("ronin: shard handed over to this node", "shard", id, "rev", l.Rev())
+		if h, _ := g.bucket.Holder(l.Key()); h.Rev == l.Rev() && !h.Since.IsZero() {
+			g.metrics.gap.Record(context.Background(), time.Since(h.Since).Seconds(), g.metrics.attrs)
+		}
+		g.start(ctx, id, l)
+	}
 }
 
 // start registers shard id as owned under lease l and runs its handler.

@@ -37,6 +37,7 @@ type Bucket struct {
 	subs       map[string]map[*Subscription]struct{}
 	allSubs    map[*Subscription]struct{}
 	leases     map[string]*Lease
+	accept     func(*Lease) bool    // takes leases handed over to this node (Accept)
 	acquiring  map[string]struct{}  // keys with a CAS write in flight
 	writeSlot  chan struct{}        // bounds acquisition writes in flight
 	released   map[string]struct{}  // keys released here and not yet taken
@@ -435,9 +436,71 @@ func (b *Bucket) applyLocked(e store.Entry) {
 			delete(b.released, c.key)
 		}
 		b.endLeaseLocked(c.key, c.rev)
+		if e.Op == store.Put {
+			b.adoptLocked(c.key)
+		}
 		b.notifyKeyLocked(c.key)
 	}
 	b.reactLocked(c)
+}
+
+// Accept registers f to take the leases that other nodes hand over to this
+// node (HandOver): when the watcher delivers a record written over to this
+// node's live session, a lease at that record's revision is made and
+// passed to f, which keeps it (true) or refuses it (false: the record is
+// then deleted by the keeper, freeing the key). f runs under the bucket's
+// lock and must not block or call the bucket. nil stops accepting.
+func (b *Bucket) Accept(f func(*Lease) bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.accept = f
+}
+
+// adoptLocked makes a lease of key if its record was handed over to this
+// node's session and someone accepts it. The session must be valid now
+// and the view complete, as for an acquisition: the handover write's
+// revision is the new term's token, and the previous holder's handler
+// returned before it was written.
+func (b *Bucket) adoptLocked(key string) {
+	e := b.v.records[key]
+	s := b.sess
+	if !e.present || !e.rec.Handoff || s == nil || e.rec.Session != s.id || b.leases[key] != nil ||
+		b.accept == nil || !b.acquirableLocked(b.clock.Now()) {
+		return
+	}
+	l := newLease(b, key, e.rec.Candidate, e.rev, s)
+	if !b.accept(l) {
+		return
+	}
+	b.leases[key] = l
+	delete(b.released, key)
+}
+
+// HandOver ends l and writes its record over to node to's live session in
+// one CAS at l's revision, so that to's watcher delivers it a lease at
+// once (see Accept) without a second write. Call it only after the work
+// done under l has stopped: the new holder starts as soon as the write
+// lands. If to has no live session in this node's view, it releases l
+// instead. A write whose outcome is unknown is followed by a delete at
+// l's revision, which frees the key if the write did not land and fails
+// harmlessly if it did.
+func (b *Bucket) HandOver(ctx context.Context, l *Lease, to string) error {
+	b.mu.Lock()
+	target, ok := b.v.liveSession(to)
+	if !ok || to == b.NodeID() {
+		b.mu.Unlock()
+		return b.Release(ctx, l)
+	}
+	b.endLeaseLocked(l.key, ^uint64(0))
+	b.released[l.key] = struct{}{}
+	b.mu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, b.spec.RequestTimeout())
+	_, err := b.kv.Update(rctx, l.key, encode(record{Candidate: to, Node: to, Session: target, Handoff: true}), l.rev)
+	cancel()
+	if err == nil || isCASConflict(err) {
+		return nil // handed over, or the key was no longer ours to give
+	}
+	return b.deleteReleased(ctx, l)
 }
 
 // reactLocked acts on ended sessions and membership changes.
@@ -576,6 +639,12 @@ func (b *Bucket) Release(ctx context.Context, l *Lease) error {
 	b.endLeaseLocked(l.key, ^uint64(0))
 	b.released[l.key] = struct{}{}
 	b.mu.Unlock()
+	return b.deleteReleased(ctx, l)
+}
+
+// deleteReleased deletes the record of the ended lease l by CAS at its
+// revision; a failed delete is retried by the keeper (reconcile).
+func (b *Bucket) deleteReleased(ctx context.Context, l *Lease) error {
 	rctx, cancel := context.WithTimeout(ctx, b.spec.RequestTimeout())
 	defer cancel()
 	err := b.kv.Delete(rctx, l.key, l.rev)

@@ -69,6 +69,10 @@ type record struct {
 	Candidate string `json:"candidate"`
 	Node      string `json:"node"`
 	Session   string `json:"session"`
+	// Handoff marks a record the previous holder wrote over to the
+	// holder's session (Bucket.HandOver): the holder adopts it from its
+	// watcher instead of writing it itself.
+	Handoff bool `json:"handoff,omitempty"`
 }
 
 func encode(v any) []byte {

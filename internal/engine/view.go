@@ -202,6 +202,19 @@ func (v *view) holders() map[string]Holder {
 	return out
 }
 
+// liveSession returns a live, not leaving session of node (the newest if
+// it has several), and whether it has one.
+func (v *view) liveSession(node string) (string, bool) {
+	var id string
+	var rev uint64
+	for sid, s := range v.sessions {
+		if s.val.Node == node && !s.val.Leaving && s.rev > rev {
+			id, rev = sid, s.rev
+		}
+	}
+	return id, id != ""
+}
+
 // members returns the sorted, distinct nodes with a live session that is
 // not leaving.
 func (v *view) members() []string {

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -167,6 +168,9 @@ func (b *linkBucket) Create(ctx context.Context, key string, value []byte) (rev 
 }
 
 func (b *linkBucket) Update(ctx context.Context, key string, value []byte, last uint64) (rev uint64, err error) {
+	if id, ok := shardOf(key); ok && handoff(value) {
+		b.l.w.released(b.l.node, id, last) // a handover ends the term at last, like a release
+	}
 	err = b.write(ctx, func() (e error) { rev, e = b.inner.Update(ctx, key, value, last); return e })
 	return rev, err
 }
@@ -176,6 +180,15 @@ func (b *linkBucket) Delete(ctx context.Context, key string, rev uint64) error {
 		b.l.w.released(b.l.node, id, rev)
 	}
 	return b.write(ctx, func() error { return b.inner.Delete(ctx, key, rev) })
+}
+
+// handoff reports whether an election record was written over to another
+// node's session by its previous holder.
+func handoff(value []byte) bool {
+	var rec struct {
+		Handoff bool `json:"handoff"`
+	}
+	return json.Unmarshal(value, &rec) == nil && rec.Handoff
 }
 
 // shardOf returns the shard whose record key is, and whether it is one.
