@@ -23,6 +23,7 @@ all: vet test
 ## slice (skipped with a message where there is no root/netns). CI runs this.
 test: vet
 	$(GO) test -race -count=1 -timeout $(TIMEOUT) ./...
+	cd deploy && $(GO) test -count=1 ./...
 	$(MAKE) sim
 	$(MAKE) chaos-ci
 
