@@ -23,6 +23,7 @@ all: vet test
 ## slice (skipped with a message where there is no root/netns). CI runs this.
 test: vet
 	$(GO) test -race -count=1 -timeout $(TIMEOUT) ./...
+	cd integration/chaos && $(GO) test -race -count=1 ./...
 	cd deploy && $(GO) test -count=1 ./...
 	$(MAKE) sim
 	$(MAKE) chaos-ci
@@ -37,10 +38,12 @@ sim:
 
 ## unit: the pure-logic tests only (no servers), in seconds.
 unit:
-	$(GO) test -count=1 ./balancer/ ./election/ ./shard/ ./worker/ ./internal/engine/ ./internal/backoff/ ./internal/status/ ./internal/sim/ ./internal/store/memstore/ ./integration/chaos/...
+	$(GO) test -count=1 ./balancer/ ./election/ ./shard/ ./worker/ ./internal/engine/ ./internal/backoff/ ./internal/status/ ./internal/sim/ ./internal/store/memstore/
+	cd integration/chaos && $(GO) test -count=1 ./...
 
 vet:
 	$(GO) vet ./...
+	cd integration/chaos && $(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 
 fmt:
@@ -68,12 +71,12 @@ bench:
 ## CHAOS_SEED=0 draws a seed (printed, with the replay command).
 chaos:
 	bash integration/chaos/setup.sh
-	$(GO) run ./integration/chaos -duration $(CHAOS_DURATION) -seed $(CHAOS_SEED) -out $(CHAOS_OUT)
+	cd integration/chaos && $(GO) run . -duration $(CHAOS_DURATION) -seed $(CHAOS_SEED) -out $(CURDIR)/$(CHAOS_OUT)
 
 ## chaos-ci: the slice `make test` runs; fails on any violation.
 chaos-ci:
 	bash integration/chaos/setup.sh
-	$(GO) run ./integration/chaos -duration $(CHAOS_CI_DURATION) -seed $(CHAOS_CI_SEED) -out out/chaos-ci
+	cd integration/chaos && $(GO) run . -duration $(CHAOS_CI_DURATION) -seed $(CHAOS_CI_SEED) -out $(CURDIR)/out/chaos-ci
 
 ## mutate: remove each guard of the protocol in turn from a copy of the
 ## module and show which test catches it (table, then "caught: K/N").

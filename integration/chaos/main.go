@@ -4,7 +4,7 @@
 // schedule drawn from a printed seed, checks every node's history against
 // the contract (package check) and writes report.md and timeline.svg.
 //
-//	go run ./integration/chaos -duration 10m -out out/chaos -seed 1 -nodes 3
+//	cd integration/chaos && go run . -duration 10m -out out/chaos -seed 1 -nodes 3
 //
 // It needs Linux, root and iproute2; without them it prints
 // "chaos: skipped: <reason>" and exits 0. The last line on stdout is
@@ -107,7 +107,7 @@ func parseFlags() (config, error) {
 
 // replayCommand is the command that repeats this run's schedule.
 func (c config) replayCommand() string {
-	cmd := fmt.Sprintf("go run ./integration/chaos -duration %s -out %s -seed %d -nodes %d -ttl %s -shards %d -keys %d",
+	cmd := fmt.Sprintf("cd integration/chaos && go run . -duration %s -out %s -seed %d -nodes %d -ttl %s -shards %d -keys %d",
 		c.duration, c.out, c.seed, c.nodes, c.ttl, c.shards, c.keys)
 	if c.stale > 0 {
 		cmd += " -selftest-stale " + c.stale.String()

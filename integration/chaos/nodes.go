@@ -66,7 +66,7 @@ func buildNode(ctx context.Context, dir string) (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "bin", "node")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./integration/chaos/node")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./node")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build node: %w\n%s", err, out)
@@ -74,7 +74,7 @@ func buildNode(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-// moduleRoot is the directory of Ronin's go.mod.
+// moduleRoot is the directory of the chaos suite's go.mod.
 func moduleRoot(ctx context.Context) (string, error) {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
@@ -82,7 +82,7 @@ func moduleRoot(ctx context.Context) (string, error) {
 	}
 	gomod := strings.TrimSpace(string(out))
 	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("not inside the ronin module (run from the repository)")
+		return "", fmt.Errorf("not inside the chaos module (run from integration/chaos)")
 	}
 	return filepath.Dir(gomod), nil
 }
