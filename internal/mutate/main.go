@@ -147,6 +147,9 @@ func run(root string, files []string, m mutation) (string, error) {
 		if out, err := command(dir, "go", "test", "-count=1", "./election/", "./internal/engine/", "./shard/", "./worker/"); err != nil {
 			return failure(out, "unit"), nil
 		}
+		if out, err := command(dir, "go", "test", "-count=1", "-run", "TestDrainGap", "./internal/sim/"); err != nil {
+			return failure(out, "unit"), nil
+		}
 	}
 	for _, focus := range []string{"rotate", m.focus} {
 		out, err := command(dir, "go", "test", "-count=1", "-timeout", "10m", "-run", "TestSim|TestDrainGap", "./internal/sim",

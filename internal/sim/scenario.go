@@ -242,18 +242,31 @@ func Run(sc Scenario) Result {
 // DrainGaps starts nodes running one group of shards, lets them settle,
 // stops the first node gracefully, and returns, for every shard it owned,
 // the time from its handler's return to the next handler's start on
-// another node (S4: milliseconds, not a TTL). It must be called inside a
-// synctest bubble.
-func DrainGaps(nodes, shards int, ttl time.Duration) []time.Duration {
+// another node (S4: milliseconds, not a TTL), and how many handler starts
+// the drain caused beyond one per drained shard (0: nothing moved twice,
+// no other shard moved). It must be called inside a synctest bubble.
+func DrainGaps(nodes, shards int, ttl time.Duration) (gaps []time.Duration, extraMoves int) {
 	w := newWorld(Scenario{Nodes: nodes, Shards: shards, TTL: ttl})
 	for i := range nodes {
 		w.startNode(fmt.Sprintf("n%d", i+1))
 	}
 	time.Sleep(3 * ttl)
+	drainAt := w.since()
 	w.node("n1").cancel() // a graceful stop: Run drains
 	time.Sleep(2 * ttl)
-	var gaps []time.Duration
 	w.mu.Lock()
+	drained := 0
+	for _, hs := range w.handlers {
+		for _, h := range hs {
+			switch {
+			case h.n.id == "n1" && h.started < drainAt && h.returned:
+				drained++
+			case h.started >= drainAt:
+				extraMoves++
+			}
+		}
+	}
+	extraMoves -= drained
 	for _, hs := range w.handlers {
 		for i, h := range hs {
 			if h.n.id != "n1" || !h.returned {
@@ -272,5 +285,5 @@ func DrainGaps(nodes, shards int, ttl time.Duration) []time.Duration {
 		n.cancel()
 	}
 	w.runs.Wait()
-	return gaps
+	return gaps, extraMoves
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/nonchan7720/ronin/balancer"
 )
 
 var (
@@ -82,7 +84,19 @@ func TestSim(t *testing.T) {
 // the others plan without it and its planned successors act at once.
 func TestDrainGap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		gaps := DrainGaps(3, 12, time.Second)
+		gaps, extra := DrainGaps(3, 12, time.Second)
+		// The plan without n1 may also move a shard between the others
+		// (capped rendezvous); nothing beyond that may move.
+		before, after := balancer.Plan(12, []string{"n1", "n2", "n3"}), balancer.Plan(12, []string{"n2", "n3"})
+		planned := 0
+		for id := range before {
+			if before[id] != "n1" && before[id] != after[id] {
+				planned++
+			}
+		}
+		if extra != planned {
+			t.Errorf("the drain caused %d handler starts beyond one per drained shard; the plan moves %d other shards (a shard moved twice?)", extra, planned)
+		}
 		if len(gaps) == 0 {
 			t.Fatal("the drained node owned no shard")
 		}
