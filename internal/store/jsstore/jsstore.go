@@ -13,12 +13,15 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nonchan7720/ronin/internal/backoff"
+	"github.com/nonchan7720/ronin/internal/errs"
 	"github.com/nonchan7720/ronin/internal/store"
 )
 
@@ -34,7 +37,9 @@ type Backend struct {
 const openAttemptTimeout = 2 * time.Second
 
 // Open opens or creates spec's bucket, retrying transient errors (JetStream
-// warming up, no meta leader yet) with backoff until ctx ends.
+// warming up, no meta leader yet) with backoff until ctx ends. Errors that
+// no retry cures, because the servers cannot hold spec.Replicas replicas,
+// are returned at once (see replicasErr).
 func (b Backend) Open(ctx context.Context, spec store.Spec) (store.Opened, error) {
 	wait := backoff.New(50*time.Millisecond, time.Second)
 	for {
@@ -43,6 +48,9 @@ func (b Backend) Open(ctx context.Context, spec store.Spec) (store.Opened, error
 		cancel()
 		if err == nil {
 			return o, nil
+		}
+		if rerr := replicasErr(spec, err); rerr != nil {
+			return store.Opened{}, rerr
 		}
 		select {
 		case <-ctx.Done():
@@ -96,6 +104,41 @@ func (b Backend) Names(ctx context.Context, key string) ([]string, error) {
 }
 
 func streamName(bucket string) string { return "KV_" + bucket }
+
+// JetStream API error codes (nats-server's server/errors.json) that refuse
+// a stream's replica count; nats.go names neither.
+const (
+	// errCodeReplicasNotSupported is JSStreamReplicasNotSupportedErr:
+	// "replicas > 1 not supported in non-clustered mode", what a
+	// standalone server answers to a stream with Replicas above 1.
+	errCodeReplicasNotSupported jetstream.ErrorCode = 10074
+	// errCodeInsufficientResources is JSInsufficientResourcesErr:
+	// "insufficient resources", what a cluster answers when the replicas
+	// would exceed its max_ha_assets or reserved resources.
+	errCodeInsufficientResources jetstream.ErrorCode = 10023
+)
+
+// replicasErr maps a JetStream error that refuses spec.Replicas for good to
+// an error that wraps both errs.ErrInvalidConfig (naming Replicas and its
+// value) and err, or returns nil. A cluster with fewer servers than
+// replicas answers "no suitable peers for placement" (10005) instead, which
+// is not mapped: a cluster whose servers are still starting answers it
+// too; the election layer checks Replicas against the cluster's size.
+func replicasErr(spec store.Spec, err error) error {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return nil
+	}
+	switch {
+	case apiErr.ErrorCode == errCodeReplicasNotSupported:
+		return fmt.Errorf("%w: Replicas %d: bucket %q: the NATS server is not clustered and keeps one replica only; use Replicas 1 there (%w)",
+			errs.ErrInvalidConfig, spec.Replicas, spec.Name, err)
+	case apiErr.ErrorCode == errCodeInsufficientResources && spec.Replicas > 1:
+		return fmt.Errorf("%w: Replicas %d: bucket %q: the NATS servers lack the resources for %d replicas (max_ha_assets or reserved storage) (%w)",
+			errs.ErrInvalidConfig, spec.Replicas, spec.Name, spec.Replicas, err)
+	}
+	return nil
+}
 
 func (b Backend) openOnce(ctx context.Context, spec store.Spec) (store.Opened, error) {
 	for {
@@ -200,28 +243,61 @@ func (b *bucket) Get(ctx context.Context, key string) (store.Entry, error) {
 	return entry(e), nil
 }
 
+// watchHeartbeat is how often the server confirms an idle watch. Two
+// missed heartbeats make the client recreate the watch's consumer: the
+// consumer is a single replica on one server, and when that server stops
+// the watch would otherwise go silent without an error.
+const watchHeartbeat = 500 * time.Millisecond
+
+// Watch delivers every key's last entry, then nil, then every later
+// write. It reads the stream through an ordered consumer that resumes
+// after the last delivered revision when it is recreated (its server
+// went away, a heartbeat was missed), so the sequence has no gap and no
+// repeat whichever server hosted it.
 func (b *bucket) Watch(ctx context.Context) (store.Watcher, error) {
-	w, err := b.kv.WatchAll(ctx)
+	st, err := b.js.Stream(ctx, streamName(b.name))
 	if err != nil {
 		return nil, b.mapErr(ctx, err)
 	}
-	out := make(chan *store.Entry)
-	go func() {
-		defer close(out)
-		for e := range w.Updates() {
-			var se *store.Entry
-			if e != nil {
-				v := entry(e)
-				se = &v
-			}
-			select {
-			case out <- se:
-			case <-ctx.Done():
-				return
-			}
+	state := st.CachedInfo().State
+	cons, err := b.js.OrderedConsumer(ctx, streamName(b.name), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"$KV." + b.name + ".>"},
+		DeliverPolicy:  jetstream.DeliverAllPolicy, // History 1: one entry per key
+	})
+	if err != nil {
+		return nil, b.mapErr(ctx, err)
+	}
+	w := &watcher{out: make(chan *store.Entry, 256), done: make(chan struct{}), check: b.Check}
+	prefix := "$KV." + b.name + "."
+	// The initial values are the entries up to the last revision when the
+	// watch began; with none, the marker comes first.
+	initial := state.Msgs > 0
+	if !initial {
+		w.out <- nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.cc, err = cons.Consume(func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil || len(m.Subject()) <= len(prefix) {
+			return
 		}
-	}()
-	return &watcher{w: w, out: out}, nil
+		e := store.Entry{Key: m.Subject()[len(prefix):], Value: m.Data(), Rev: md.Sequence.Stream, Op: store.Put, Created: md.Timestamp}
+		if op := m.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Headers().Get(jetstream.MarkerReasonHeader) != "" {
+			e.Op, e.Value = store.Delete, nil
+		}
+		if !w.send(ctx, &e) {
+			return
+		}
+		if initial && (md.NumPending == 0 || md.Sequence.Stream >= state.LastSeq) {
+			initial = false
+			w.send(ctx, nil) // the initial values are in
+		}
+	}, jetstream.PullHeartbeat(watchHeartbeat), jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) { w.verify() }))
+	if err != nil {
+		return nil, b.mapErr(ctx, err)
+	}
+	return w, nil
 }
 
 func (b *bucket) Check(ctx context.Context) error {
@@ -273,9 +349,58 @@ func entry(e jetstream.KeyValueEntry) store.Entry {
 }
 
 type watcher struct {
-	w   jetstream.KeyWatcher
-	out chan *store.Entry
+	out      chan *store.Entry
+	done     chan struct{}
+	check    func(context.Context) error // the bucket's Check
+	checking atomic.Bool
+	mu       sync.Mutex
+	cc       jetstream.ConsumeContext
+	stopped  bool
+}
+
+// verify runs after a consume error (a missed heartbeat, a consumer being
+// recreated): if the bucket is gone the watch ends, as a KV watcher does.
+func (w *watcher) verify() {
+	if !w.checking.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer w.checking.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), openAttemptTimeout)
+		defer cancel()
+		if errors.Is(w.check(ctx), store.ErrBucketGone) {
+			_ = w.Stop()
+		}
+	}()
+}
+
+// send delivers e (nil: the initial values are in) unless the watch ended.
+func (w *watcher) send(ctx context.Context, e *store.Entry) bool {
+	select {
+	case w.out <- e:
+		return true
+	case <-ctx.Done():
+	case <-w.done:
+	}
+	return false
 }
 
 func (w *watcher) Updates() <-chan *store.Entry { return w.out }
-func (w *watcher) Stop() error                  { return w.w.Stop() }
+
+// Stop ends the watch; Updates closes once no callback can send any more.
+func (w *watcher) Stop() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped || w.cc == nil {
+		return nil
+	}
+	w.stopped = true
+	close(w.done)
+	w.cc.Stop()
+	cc := w.cc
+	go func() {
+		<-cc.Closed()
+		close(w.out)
+	}()
+	return nil
+}

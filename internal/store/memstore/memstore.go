@@ -33,17 +33,12 @@
 //   - Writes and Check through every handle of it return ErrBucketGone.
 //     Get and Watch do too (jsstore returns unmapped errors there; see the
 //     conformance table).
-//   - A running watcher goes silent. It notices the loss only through the
-//     ordered consumer's heartbeat check (every 10 s from its start; a check
-//     that saw no activity since the one before recreates the consumer), so
-//     between 10 s and 20 s after the delete: at the first 10 s tick since
-//     the watch began that is at least WatchResetDelay after the delete.
-//     Then, if no bucket of that name exists, the watcher delivers what it
-//     had queued and its channel closes. If the name was opened again
-//     meanwhile, the watcher silently continues on the new incarnation,
-//     delivering every write with a revision above the last one it
-//     delivered, without a nil marker: nats.go recreates the consumer at the
-//     next stream sequence, on whatever stream has the name now.
+//   - A running watcher goes silent until its consumer misses two
+//     heartbeats (jsstore asks for one every 500 ms), WatchResetDelay after
+//     the delete; then it delivers what it had queued and its channel
+//     closes, whether or not the name was opened again meanwhile (jsstore
+//     checks the stream's creation time before it would follow a new
+//     incarnation).
 //   - Opening the name again creates a new incarnation. Handles of the old
 //     one then get ErrBucketGone from Check only: their Create, Update,
 //     Delete, Get and Watch act on the new incarnation, because JetStream
@@ -70,12 +65,10 @@ import (
 	"github.com/nonchan7720/ronin/internal/store"
 )
 
-// WatchResetDelay is the least time after DeleteBucket at which a running
-// watcher of the deleted bucket notices the loss: two heartbeat periods
-// (5 s each) of nats.go's ordered consumer. It notices it at the first
-// multiple of WatchResetDelay since the watch began that is at least this
-// long after the delete.
-const WatchResetDelay = 10 * time.Second
+// WatchResetDelay is how long after DeleteBucket a running watcher of the
+// deleted bucket notices the loss and closes: two heartbeat periods of
+// jsstore's watch consumer.
+const WatchResetDelay = time.Second
 
 // Store is one in-memory store process with many buckets. Its methods are
 // safe for concurrent use.
@@ -357,7 +350,6 @@ type watcher struct {
 	// Guarded by s.mu.
 	inc     *incarnation // nil while detached from a deleted bucket
 	queue   []*store.Entry
-	last    uint64    // revision of the last entry queued
 	resetAt time.Time // when a detached watcher looks for the bucket again
 	closing bool      // deliver the queue, then close
 	stopped bool      // Stop was called
@@ -366,7 +358,6 @@ type watcher struct {
 // push queues e. The store's lock must be held.
 func (w *watcher) push(e *store.Entry) {
 	w.queue = append(w.queue, e)
-	w.last = e.Rev
 	w.poke()
 }
 
@@ -381,32 +372,15 @@ func (w *watcher) poke() {
 // heartbeat check notices. The store's lock must be held.
 func (w *watcher) lost(at time.Time) {
 	w.inc = nil
-	ticks := (at.Add(WatchResetDelay).Sub(w.start) + WatchResetDelay - 1) / WatchResetDelay
-	w.resetAt = w.start.Add(max(1, ticks) * WatchResetDelay)
+	w.resetAt = at.Add(WatchResetDelay)
 	w.poke()
 }
 
-// reset is the heartbeat check's consumer recreation: attach to the name's
-// current incarnation, or close. The store's lock must be held.
-func (w *watcher) reset(name string) {
+// reset is the missed heartbeats' check: the bucket is gone, so the
+// watcher closes. The store's lock must be held.
+func (w *watcher) reset() {
 	w.resetAt = time.Time{}
-	inc := w.s.buckets[name]
-	if inc == nil {
-		w.closing = true
-		return
-	}
-	w.inc = inc
-	var later []*store.Entry
-	for _, e := range inc.keys {
-		if e.Rev > w.last {
-			later = append(later, e)
-		}
-	}
-	slices.SortFunc(later, func(a, b *store.Entry) int { return cmp.Compare(a.Rev, b.Rev) })
-	for _, e := range later {
-		w.push(e)
-	}
-	inc.watchers[w] = struct{}{}
+	w.closing = true
 }
 
 // run delivers the queue until ctx ends, Stop is called, or the watcher
@@ -429,7 +403,7 @@ func (w *watcher) run(ctx context.Context, name string) {
 	for {
 		w.s.mu.Lock()
 		if !w.resetAt.IsZero() && !w.s.now().Before(w.resetAt) {
-			w.reset(name)
+			w.reset()
 		}
 		var (
 			next    *store.Entry

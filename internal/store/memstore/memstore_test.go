@@ -101,10 +101,9 @@ func TestWatcherEndsWithContext(t *testing.T) {
 // that is at least 10 s after the delete, then closes.
 func TestWatcherOfDeletedBucketCloses(t *testing.T) {
 	for _, c := range []struct{ deleteAfter, closeAfter time.Duration }{
-		{0, 10 * time.Second},
-		{3 * time.Second, 20 * time.Second},
-		{10 * time.Second, 20 * time.Second},
-		{15 * time.Second, 30 * time.Second},
+		{0, memstore.WatchResetDelay},
+		{3 * time.Second, 3*time.Second + memstore.WatchResetDelay},
+		{15 * time.Second, 15*time.Second + memstore.WatchResetDelay},
 	} {
 		synctest.Test(t, func(t *testing.T) {
 			st := memstore.New(time.Now)
