@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -185,5 +186,51 @@ func TestShardGroupDrainAndRejoin(t *testing.T) {
 	settled(t, log, shards, []string{"n1", "n2"}, 10*time.Second)
 	require.NoError(t, a.group.WaitReady(ctx))
 	require.False(t, a.group.Draining())
+	log.check(t)
+}
+
+// TestShardPrepareRunsBeforeTheOwnerLetsGo: a joining node prepares each
+// shard coming to it while the old owner still runs it; the handover then
+// costs one write, not the preparation.
+func TestShardPrepareRunsBeforeTheOwnerLetsGo(t *testing.T) {
+	const shards = 4
+	const prepareTime = 300 * time.Millisecond
+	c := NewCluster(t, 2)
+	log := newShardLog()
+	var mu sync.Mutex
+	prepared := map[int]bool{} // shard -> the old owner still ran it when Prepare returned
+	cfg := shardConfig("prep", shards, time.Second)
+	cfg.Prepare = func(ctx context.Context, id int) error {
+		time.Sleep(prepareTime) // warm-up
+		oldStillRuns := slices.Equal(log.running()[id], []string{"n1"})
+		mu.Lock()
+		prepared[id] = oldStillRuns
+		mu.Unlock()
+		return nil
+	}
+	startGroup(t, c.Manager(0), cfg, log)
+	settled(t, log, shards, []string{"n1"}, 15*time.Second)
+	joinAt := time.Now()
+	startGroup(t, c.Manager(1), cfg, log)
+	owners := settled(t, log, shards, []string{"n1", "n2"}, 15*time.Second)
+
+	gaps := log.gaps(joinAt)
+	mu.Lock()
+	defer mu.Unlock()
+	moved := 0
+	for id, node := range owners {
+		if node != "n2" {
+			continue
+		}
+		moved++
+		require.Contains(t, prepared, id, "shard %d reached n2 without Prepare", id)
+		require.True(t, prepared[id], "shard %d: n1 let go before n2's Prepare returned", id)
+	}
+	require.Equal(t, shards/2, moved)
+	require.Len(t, gaps, moved)
+	for _, g := range gaps {
+		require.Less(t, g, prepareTime, "the gap includes the preparation: %v", gaps)
+	}
+	t.Logf("handover gaps with a %v Prepare: %v", prepareTime, gaps)
 	log.check(t)
 }

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -28,6 +29,8 @@ const (
 	// DefaultStagger separates the takeover attempts of successive
 	// rendezvous ranks for a shard whose target does not take it.
 	DefaultStagger = 100 * time.Millisecond
+	// DefaultPrepareTimeout bounds Config.Prepare.
+	DefaultPrepareTimeout = 10 * time.Second
 	// DefaultSettle is the cold-start window: how long a group that finds
 	// no shard held waits for the nodes started with it to appear.
 	DefaultSettle = time.Second
@@ -66,6 +69,18 @@ type Config struct {
 	// the next after TTL/2+Stagger, and so on; 0 means DefaultStagger
 	// (100ms).
 	Stagger time.Duration
+	// Prepare, if set, runs on the node a shard moves to before the node
+	// that owns it lets go: warm caches, open connections, load state,
+	// while the old owner still serves. The owner hands the shard over
+	// once Prepare returned (with or without an error) or PrepareTimeout
+	// passed since the move was planned, so the gap between the old
+	// handler's return and the new one's start stays a single write. ctx
+	// ends when the shard is no longer coming (the plan changed, the group
+	// stops) or at PrepareTimeout. It runs while this node's session
+	// advertises it; a node without Prepare is handed shards at once.
+	Prepare func(ctx context.Context, shardID int) error
+	// PrepareTimeout bounds Prepare; 0 means DefaultPrepareTimeout (10s).
+	PrepareTimeout time.Duration
 	// Settle is the cold-start window: when Run starts and no shard of the
 	// group has a live owner (the whole group starts), nothing is acquired
 	// for Settle, so that every node started together is in the first
@@ -98,6 +113,9 @@ func (c Config) withDefaults() Config {
 	if c.Stagger == 0 {
 		c.Stagger = DefaultStagger
 	}
+	if c.PrepareTimeout == 0 {
+		c.PrepareTimeout = DefaultPrepareTimeout
+	}
 	switch {
 	case c.Settle == 0:
 		c.Settle = DefaultSettle
@@ -120,6 +138,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: MaxMoves %d: must not be negative", engine.ErrInvalidConfig, c.MaxMoves)
 	case c.Debounce < 0:
 		return fmt.Errorf("%w: Debounce %v: must not be negative", engine.ErrInvalidConfig, c.Debounce)
+	case c.PrepareTimeout < 0:
+		return fmt.Errorf("%w: PrepareTimeout %v: must not be negative", engine.ErrInvalidConfig, c.PrepareTimeout)
 	case c.Stagger < 0:
 		return fmt.Errorf("%w: Stagger %v: must not be negative", engine.ErrInvalidConfig, c.Stagger)
 	}

@@ -3,8 +3,10 @@ package shard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -37,9 +39,11 @@ type Group struct {
 	draining bool // Run hands everything over before it returns
 	parked   bool // Drain: in the group, owning nothing, until Rejoin
 
-	accepting atomic.Bool     // shards handed over to this node are taken
-	adoptMu   sync.Mutex      // guards adopted; never held with mu
-	adopted   []*engine.Lease // handed over, not yet started
+	prep      map[int]*preparing // shards coming here, being or done preparing (Config.Prepare)
+	published string             // prepared keys last put in the session
+	accepting atomic.Bool        // shards handed over to this node are taken
+	adoptMu   sync.Mutex         // guards adopted; never held with mu
+	adopted   []*engine.Lease    // handed over, not yet started
 }
 
 // NewGroup registers the group's bucket (creating it if needed) and returns the
@@ -67,6 +71,7 @@ func NewGroup(ctx context.Context, reg *engine.Registry, cfg Config) (*Group, er
 		running: map[int]*held{},
 		wake:    make(chan struct{}, 1),
 		ready:   make(chan struct{}),
+		prep:    map[int]*preparing{},
 	}
 	for id := range cfg.Shards {
 		g.keys = append(g.keys, Key(id))
@@ -220,6 +225,11 @@ func (g *Group) Run(ctx context.Context) error {
 
 	p := newPlanner(g.cfg, g.node)
 	p.settle(g.clock.Now().Add(g.cfg.Settle))
+	p.prepared = func(target string, id int) bool {
+		prepares, prepared := g.bucket.Prepared(target, g.keys[id])
+		return !prepares || prepared
+	}
+	g.bucket.SetPrepared(g.cfg.Prepare != nil, nil)
 	timer := clock.NewTimer(g.clock, 0)
 	defer timer.Stop()
 	var work sync.WaitGroup
@@ -279,6 +289,9 @@ func (g *Group) step(ctx context.Context, p *planner, work *sync.WaitGroup) time
 		moves = append(moves, r)
 	}
 	g.setReadyLocked(p.settled(g.snapshotLocked()))
+	if g.cfg.Prepare != nil {
+		g.preparesLocked(ctx, p.incoming(g.keys, holders), work)
+	}
 	g.mu.Unlock()
 	wait = min(wait, retry)
 	for _, id := range p.ownerless(now, g.bucket.Spec().TTL) {
@@ -364,6 +377,11 @@ func (g *Group) handOver(r *held) {
 func (g *Group) drain(work *sync.WaitGroup, p *planner) {
 	g.accepting.Store(false)
 	g.mu.Lock()
+	for id, pr := range g.prep {
+		pr.cancel()
+		delete(g.prep, id)
+	}
+	g.published = ""
 	g.setReadyLocked(false)
 	g.draining = true
 	g.mu.Unlock()
@@ -411,6 +429,66 @@ func (g *Group) reap(r *held) {
 	if cur := g.running[r.shard]; cur == r && !r.moving {
 		delete(g.running, r.shard)
 	}
+}
+
+// preparing is Config.Prepare running (or done) for a shard planned here
+// that another node still owns.
+type preparing struct {
+	cancel context.CancelFunc
+	done   bool
+}
+
+// preparesLocked starts Prepare for the shards newly coming here, cancels
+// it for the ones no longer coming, and publishes the prepared ones in the
+// session so that their owners hand them over.
+func (g *Group) preparesLocked(ctx context.Context, incoming []int, work *sync.WaitGroup) {
+	coming := map[int]bool{}
+	for _, id := range incoming {
+		coming[id] = true
+		if g.prep[id] != nil {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.PrepareTimeout)
+		pr := &preparing{cancel: cancel}
+		g.prep[id] = pr
+		work.Add(1)
+		go func() {
+			defer work.Done()
+			defer cancel()
+			if err := g.callPrepare(pctx, id); err != nil {
+				g.log.Warn("ronin: shard prepare failed; the handoff goes ahead", "shard", id, "err", err)
+			}
+			g.mu.Lock()
+			pr.done = true
+			g.mu.Unlock()
+			g.signal()
+		}()
+	}
+	var keys []string
+	for id, pr := range g.prep {
+		switch {
+		case !coming[id]:
+			pr.cancel()
+			delete(g.prep, id)
+		case pr.done:
+			keys = append(keys, g.keys[id])
+		}
+	}
+	slices.Sort(keys)
+	if joined := strings.Join(keys, ","); joined != g.published {
+		g.published = joined
+		g.bucket.SetPrepared(true, keys)
+	}
+}
+
+// callPrepare runs Config.Prepare once, turning a panic into an error.
+func (g *Group) callPrepare(ctx context.Context, id int) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("ronin: shard prepare panicked: %v", r)
+		}
+	}()
+	return g.cfg.Prepare(ctx, id)
 }
 
 // held is one shard this node holds (or is acquiring) and its handler.

@@ -46,6 +46,9 @@ type planner struct {
 	reported  map[int]bool          // shards reported ownerless
 	rescued   map[int]clock.Instant // shards taken by fallback: their target did not act
 	settleEnd clock.Instant         // cold start: no acquisitions before it (settle)
+	// prepared reports whether target has prepared shard id, or does not
+	// prepare (Config.Prepare); nil means every target is ready.
+	prepared func(target string, id int) bool
 }
 
 func newPlanner(cfg Config, self string) *planner {
@@ -132,6 +135,12 @@ func (p *planner) decide(keys []string, holders map[string]engine.Holder, mine m
 		if st, ok := mine[id]; ok {
 			delete(p.freeSince, id) // ours, even if a stale view says free
 			if st == stateOwned && held && h.Node == p.self && p.movesAway(id, now) && moving < p.cfg.MaxMoves {
+				// The target prepares first (Config.Prepare), for at most
+				// PrepareTimeout since the plan moved the shard.
+				if left := p.cfg.PrepareTimeout - now.Sub(p.planAt); p.prepared != nil && !p.prepared(p.plan[id], id) && left > 0 {
+					wait = min(wait, left)
+					continue
+				}
 				handoff = append(handoff, id)
 				moving++
 			}
@@ -184,6 +193,18 @@ func (p *planner) settled(mine map[int]runState) bool {
 		}
 	}
 	return true
+}
+
+// incoming returns the shards the plan gives this node that another live
+// member holds: the ones to prepare.
+func (p *planner) incoming(keys []string, holders map[string]engine.Holder) []int {
+	var out []int
+	for id, key := range keys {
+		if h, held := holders[key]; held && h.Node != p.self && p.plan[id] == p.self {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // rescueDelay is how long a free shard is left to its planned target before

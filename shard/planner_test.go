@@ -221,3 +221,36 @@ func TestPlannerSettleDoesNotDelayAJoinToARunningGroup(t *testing.T) {
 		assert.Equal(t, "a", p.plan[id])
 	}
 }
+
+func TestPlannerWaitsForTheTargetToPrepare(t *testing.T) {
+	const shards = 8
+	keys := keysOf(shards)
+	t0 := clock.Real().Now()
+	p := newPlanner(testConfig(shards), "a")
+	adoptAll(p, []string{"a", "b"}, t0)
+	holders := map[string]engine.Holder{}
+	mine := map[int]runState{}
+	for id := range shards {
+		holders[keys[id]] = engine.Holder{Candidate: "a", Node: "a", Rev: uint64(id + 1)}
+		mine[id] = stateOwned
+	}
+	ready := map[int]bool{}
+	p.prepared = func(target string, id int) bool { return target == "b" && ready[id] }
+
+	_, handoff, wait := p.decide(keys, holders, mine, t0)
+	assert.Empty(t, handoff, "no handoff before the target prepared")
+	assert.Equal(t, min(idle, p.cfg.PrepareTimeout-t0.Sub(p.planAt)), wait, "look again by the time the prepare times out")
+
+	for id := range shards {
+		if p.plan[id] == "b" {
+			ready[id] = true
+			break
+		}
+	}
+	_, handoff, _ = p.decide(keys, holders, mine, t0)
+	require.Len(t, handoff, 1, "only the prepared shard moves")
+	assert.True(t, ready[handoff[0]])
+
+	_, handoff, _ = p.decide(keys, holders, mine, p.planAt.Add(p.cfg.PrepareTimeout))
+	assert.Len(t, handoff, min(p.cfg.MaxMoves, shards/2), "after PrepareTimeout the handoffs go ahead anyway")
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +50,7 @@ type Bucket struct {
 	dead       []*session           // own lost sessions still to delete
 	ackedRev   uint64               // revision of the last acknowledged renew
 	ackedAt    clock.Instant
-	leaving    bool // new sessions start leaving (SetLeaving)
+	want       sessionValue // what this node's session should say (SetLeaving, SetPrepared)
 	out        outage
 	retry      *backoff.Backoff // session creation while the store is out
 	observers  int              // Observe users: the watcher runs for them too
@@ -97,6 +99,7 @@ func newBucket(r *Registry, spec BucketSpec, opened store.Opened) *Bucket {
 		released:  map[string]struct{}{},
 		suspects:  map[string]suspicion{},
 		retry:     backoff.New(spec.RetryPeriod, spec.TTL),
+		want:      sessionValue{Node: r.host.NodeID},
 	}
 	return b
 }
@@ -677,11 +680,41 @@ func (b *Bucket) endLeaseLocked(key string, rev uint64) {
 func (b *Bucket) SetLeaving(leaving bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.sess != nil {
-		b.sess.val.Leaving = leaving
+	b.want.Leaving = leaving
+	b.setWantLocked()
+}
+
+// SetPrepared publishes, in this node's session, whether it prepares the
+// keys planned to it before their holders hand them over, and which keys
+// it has prepared. It takes effect with the next renew, which it triggers
+// when something changed.
+func (b *Bucket) SetPrepared(prepares bool, keys []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.want.Prepares, b.want.Prepared = prepares, strings.Join(slices.Sorted(slices.Values(keys)), ",")
+	b.setWantLocked()
+}
+
+// setWantLocked moves the wanted session value to the live session.
+func (b *Bucket) setWantLocked() {
+	if b.sess != nil && b.sess.val != b.want {
+		b.sess.val = b.want
+		b.kickLocked()
 	}
-	b.leaving = leaving
-	b.kickLocked()
+}
+
+// Prepared reports whether node prepares the keys planned to it (a live,
+// not leaving session of it says so), and if so whether it has prepared
+// key.
+func (b *Bucket) Prepared(node, key string) (prepares, prepared bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	id, ok := b.v.liveSession(node)
+	if !ok {
+		return false, false
+	}
+	val := b.v.sessions[id].val
+	return val.Prepares, val.Prepares && slices.Contains(strings.Split(val.Prepared, ","), key)
 }
 
 func (b *Bucket) kickLocked() {

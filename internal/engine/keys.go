@@ -62,6 +62,11 @@ type sessionValue struct {
 	// Leaving marks a member that drains: it keeps its leases until it has
 	// handed them over, but is no longer a member for planning.
 	Leaving bool `json:"leaving,omitempty"`
+	// Prepares marks a node that prepares the keys planned to it before
+	// their holders hand them over; Prepared lists (comma-separated) the
+	// keys it has prepared and not yet taken.
+	Prepares bool   `json:"prepares,omitempty"`
+	Prepared string `json:"prepared,omitempty"`
 }
 
 // record is what an election record (a user key) holds while led.

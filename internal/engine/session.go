@@ -187,7 +187,7 @@ func (b *Bucket) createSession(ctx context.Context) bool {
 	var nonce [6]byte
 	_, _ = rand.Read(nonce[:])
 	b.mu.Lock()
-	s := &session{id: b.NodeID() + "." + hex.EncodeToString(nonce[:]), val: sessionValue{Node: b.NodeID(), Leaving: b.leaving}, lost: make(chan struct{})}
+	s := &session{id: b.NodeID() + "." + hex.EncodeToString(nonce[:]), val: b.want, lost: make(chan struct{})}
 	b.mu.Unlock()
 	sent := b.clock.Now()
 	s.lastSent = sent
