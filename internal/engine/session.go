@@ -76,6 +76,11 @@ func (b *Bucket) keeper(ctx context.Context) {
 		if b.grantAfter != 0 {
 			wait = min(wait, max(0, b.grantAfter-now.Mono))
 		}
+		settled, next, ok := b.v.settleUnseen(now.Mono)
+		b.reactLocked(settled)
+		if ok {
+			wait = min(wait, max(0, next-now.Mono))
+		}
 		kick := b.kick
 		b.mu.Unlock()
 		tick.Reset(max(wait, minKeeperWait))

@@ -22,6 +22,15 @@ type view struct {
 	lastRev   uint64 // highest revision delivered
 	genesis   bool   // the genesis record is present
 	genGen    uint64 // watch generation that delivered it
+	// Sessions that records name but this view has not seen live. A
+	// watcher reading a compacted stream can deliver a record before its
+	// session: the session's older revision was dropped when it renewed,
+	// and the new one comes later. Such a record counts as held until the
+	// session is seen (then it is live), its delete marker is seen, or a
+	// TTL passes, counted on this node's clock from when the view first
+	// missed it, with the store not silent meanwhile (then it is dead).
+	unseen map[string]time.Duration
+	dead   map[string]bool // sessions known to have ended
 }
 
 // recordEntry is the last state of an election record.
@@ -57,6 +66,8 @@ func newView(ttl, stallGap time.Duration) *view {
 		sessions:  map[string]sessionEntry{},
 		bySession: map[string]map[string]struct{}{},
 		obs:       newObserver(ttl, stallGap),
+		unseen:    map[string]time.Duration{},
+		dead:      map[string]bool{},
 	}
 }
 
@@ -83,7 +94,12 @@ func (v *view) finishSync(now time.Duration) (removed []string, c change) {
 	}
 	for id, s := range v.sessions {
 		if s.gen != v.gen {
+			// Not delivered by the new watch: deleted and purged, or only
+			// renewed while the watch read past it. Its records count as
+			// held until a TTL settles which.
 			c.merge(v.dropSession(id))
+			delete(v.dead, id)
+			v.unseen[id] = now
 		}
 	}
 	v.genesis = v.genesis && v.genGen == v.gen
@@ -118,6 +134,13 @@ func (v *view) apply(e store.Entry, now time.Duration) change {
 		v.bySession[ne.rec.Session][e.Key] = struct{}{}
 	}
 	v.records[e.Key] = ne
+	if id := ne.rec.Session; put && !c.unreadable && !v.dead[id] {
+		if _, live := v.sessions[id]; !live {
+			if _, ok := v.unseen[id]; !ok {
+				v.unseen[id] = now
+			}
+		}
+	}
 	return c
 }
 
@@ -132,6 +155,8 @@ func (v *view) applySession(id string, e store.Entry, now time.Duration) change 
 	}
 	old, existed := v.sessions[id]
 	v.sessions[id] = sessionEntry{rev: e.Rev, val: val, gen: v.gen, at: e.Created}
+	delete(v.unseen, id)
+	delete(v.dead, id)
 	v.obs.seen(id, e.Rev, now)
 	c.membership = !existed || old.val != val
 	return c
@@ -139,16 +164,47 @@ func (v *view) applySession(id string, e store.Entry, now time.Duration) change 
 
 // dropSession forgets a deleted session: the keys it held are free.
 func (v *view) dropSession(id string) change {
+	v.dead[id] = true
+	if _, unseen := v.unseen[id]; unseen {
+		delete(v.unseen, id)
+		return change{freed: v.keysOf(id)}
+	}
 	if _, ok := v.sessions[id]; !ok {
 		return change{}
 	}
 	delete(v.sessions, id)
 	v.obs.gone(id)
-	c := change{dropped: []string{id}, membership: true}
+	return change{dropped: []string{id}, membership: true, freed: v.keysOf(id)}
+}
+
+// keysOf lists the keys whose records name session id.
+func (v *view) keysOf(id string) []string {
+	var keys []string
 	for key := range v.bySession[id] {
-		c.freed = append(c.freed, key)
+		keys = append(keys, key)
 	}
-	return c
+	return keys
+}
+
+// settleUnseen declares dead the unseen sessions missed for a TTL at now
+// (unless the store has been silent: nothing is concluded from a stale
+// view) and returns the keys that frees; and when the next one is due.
+func (v *view) settleUnseen(now time.Duration) (c change, next time.Duration, ok bool) {
+	if v.obs.silent(now) {
+		return c, 0, false
+	}
+	for id, since := range v.unseen {
+		if now-since >= v.obs.ttl {
+			delete(v.unseen, id)
+			v.dead[id] = true
+			c.freed = append(c.freed, v.keysOf(id)...)
+			continue
+		}
+		if at := since + v.obs.ttl; !ok || at < next {
+			next, ok = at, true
+		}
+	}
+	return c, next, ok
 }
 
 func (c *change) merge(o change) {
@@ -186,6 +242,10 @@ func (v *view) holder(key string) (Holder, uint64) {
 		return Holder{Since: e.at, Released: e.rev != 0}, e.rev
 	}
 	if _, live := v.sessions[e.rec.Session]; !live {
+		if _, unseen := v.unseen[e.rec.Session]; unseen {
+			// Its session may be live and not delivered yet: held.
+			return Holder{Candidate: e.rec.Candidate, Node: e.rec.Node, Rev: e.rev, Since: e.at}, e.rev
+		}
 		return Holder{Since: e.at}, e.rev
 	}
 	return Holder{Candidate: e.rec.Candidate, Node: e.rec.Node, Rev: e.rev, Since: e.at}, e.rev

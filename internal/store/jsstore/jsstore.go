@@ -269,8 +269,13 @@ func (b *bucket) Watch(ctx context.Context) (store.Watcher, error) {
 	}
 	w := &watcher{out: make(chan *store.Entry, 256), done: make(chan struct{}), check: b.Check}
 	prefix := "$KV." + b.name + "."
-	// The initial values are the entries up to the last revision when the
-	// watch began; with none, the marker comes first.
+	// The initial values are in once a delivered entry has nothing pending
+	// after it: the consumer has caught up with the stream's tail. (Not
+	// "up to the last revision when the watch began": a key rewritten while
+	// the initial values are read loses its older revision and reappears
+	// only after that one, so a view declared complete there could lack a
+	// live session and think its records free.) With no entry at all, the
+	// marker comes first.
 	initial := state.Msgs > 0
 	if !initial {
 		w.out <- nil
@@ -289,7 +294,7 @@ func (b *bucket) Watch(ctx context.Context) (store.Watcher, error) {
 		if !w.send(ctx, &e) {
 			return
 		}
-		if initial && (md.NumPending == 0 || md.Sequence.Stream >= state.LastSeq) {
+		if initial && md.NumPending == 0 {
 			initial = false
 			w.send(ctx, nil) // the initial values are in
 		}
