@@ -299,7 +299,7 @@ func (g *Group) step(ctx context.Context, p *planner, work *sync.WaitGroup) time
 	}
 	for _, id := range acquire {
 		work.Add(1)
-		go func() { defer work.Done(); g.acquire(ctx, id, holders[g.keys[id]]) }()
+		go func() { defer work.Done(); g.acquire(ctx, id) }()
 	}
 	for _, r := range moves {
 		work.Add(1)
@@ -326,7 +326,8 @@ func (g *Group) snapshotLocked() map[int]runState {
 }
 
 // acquire tries to take shard id and starts its handler on success.
-func (g *Group) acquire(ctx context.Context, id int, was engine.Holder) {
+func (g *Group) acquire(ctx context.Context, id int) {
+	was, _ := g.bucket.Holder(g.keys[id]) // when and how the shard became free
 	l, err := g.bucket.TryAcquire(ctx, g.keys[id], g.node)
 	if err != nil {
 		g.mu.Lock()

@@ -1,6 +1,7 @@
 package status
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"hash/fnv"
@@ -51,7 +52,7 @@ type bucketView struct {
 	Group     *Group
 	// Spread is the number of shards (or keys led) per node, members first.
 	Spread       []spreadView
-	ShardColumns [][]shardView
+	ShardColumns []shardColumn
 	Members      []memberView
 	Keys         []keyView
 }
@@ -61,6 +62,12 @@ type spreadView struct {
 	Hue   int
 	Count int
 	Self  bool
+}
+
+// shardColumn is one table of at most shardsPerColumn shards.
+type shardColumn struct {
+	First, Last int
+	Rows        []shardView
 }
 
 type shardView struct {
@@ -136,7 +143,7 @@ func bucketOf(b Bucket, self string, now time.Time) bucketView {
 	ownerless := 0
 	if len(b.Shards) > 0 {
 		v.Kind = "shards"
-		var col []shardView
+		var col shardColumn
 		for _, s := range b.Shards {
 			sv := shardView{ID: s.Shard, Since: age(s.Since, now), Ownerless: s.Ownerless || s.Node == ""}
 			if sv.Ownerless {
@@ -148,13 +155,17 @@ func bucketOf(b Bucket, self string, now time.Time) bucketView {
 			if s.Rev != 0 {
 				sv.Rev = strconv.FormatUint(s.Rev, 10)
 			}
-			col = append(col, sv)
-			if len(col) == shardsPerColumn {
+			if len(col.Rows) == 0 {
+				col.First = s.Shard
+			}
+			col.Last = s.Shard
+			col.Rows = append(col.Rows, sv)
+			if len(col.Rows) == shardsPerColumn {
 				v.ShardColumns = append(v.ShardColumns, col)
-				col = nil
+				col = shardColumn{}
 			}
 		}
-		if len(col) > 0 {
+		if len(col.Rows) > 0 {
 			v.ShardColumns = append(v.ShardColumns, col)
 		}
 	} else {
@@ -278,10 +289,10 @@ td.id{font-weight:700;text-align:right;padding-right:12px}
 .node{display:inline-block;min-width:3.2em;padding:0 7px;border-radius:4px;font-weight:700;background:hsl(var(--h) 70% 86%);border-left:4px solid hsl(var(--h) 65% 38%);color:hsl(var(--h) 60% 18%)}
 tr.shard td:first-child,tr.key td:first-child{border-left:4px solid hsl(var(--h) 65% 45%)}
 tr.shard,tr.key{background:hsl(var(--h) 80% 97%)}
-tr.ownerless,tr.leaderless{background:#fde2e1 !important}
-tr.ownerless td:first-child,tr.leaderless td:first-child{border-left-color:#d93025}
+tr.ownerless,tr.leaderless{background:#fcd5d2 !important}
+tr.ownerless td:first-child,tr.leaderless td:first-child{border-left:4px solid #d93025}
 .noowner{color:#c5221f;font-weight:800;text-transform:uppercase;font-size:12.5px}
-.self{font-size:11px;font-weight:700;color:#fff;background:#3b4a66;border-radius:3px;padding:0 4px;margin-left:4px}
+.me{font-size:11px;font-weight:600;color:#3b4a66;border:1px solid #8c97ad;border-radius:3px;padding:0 4px;margin-left:5px;background:#fff}
 tr.member.leaving{color:#8a93a6}
 .stale{color:#c5221f;font-weight:700}
 </style></head>
@@ -297,7 +308,7 @@ tr.member.leaving{color:#8a93a6}
 {{range .Buckets}}<section class="bucket" data-bucket="{{.Name}}" data-kind="{{.Kind}}">
 <div class="facts">
 <h2>{{.Name}}</h2>
-<span class="fact">{{if eq .Kind "shards"}}<b>{{.Shards}}</b> shards{{else}}<b>{{len .Keys}}</b> keys{{end}}</span>
+<span class="fact">{{if eq .Kind "shards"}}<b>{{.Shards}}</b> shard{{if ne .Shards 1}}s{{end}}{{else}}<b>{{len .Keys}}</b> key{{if ne (len .Keys) 1}}s{{end}}{{end}}</span>
 <span class="fact">TTL <b>{{.TTL}}</b></span>
 <span class="fact">replicas <b>{{.Replicas}}</b></span>
 {{if .Complete}}<span class="fact good">view complete</span>{{else}}<span class="warn">⚠ view incomplete: entries may be missing</span>{{end}}
@@ -306,23 +317,23 @@ tr.member.leaving{color:#8a93a6}
 {{with .Group}}<span class="fact">this node: {{if .Draining}}<span class="warn">draining</span>{{else if .Ready}}<span class="good">ready</span>{{else}}<span class="warn">not ready</span>{{end}} · owns <b>{{.Owned}}</b></span>{{end}}
 {{if .Problem}}<span class="alert">{{.Problem}}</span>{{end}}
 </div>
-{{$kind := .Kind}}{{if .Spread}}<div class="spread" title="{{if eq .Kind "shards"}}shards{{else}}keys led{{end}} per node">{{range .Spread}}{{if not .Node}}<span class="none" style="flex:{{.Count}}">{{if eq $kind "shards"}}no owner{{else}}no leader{{end}} · {{.Count}}</span>{{else if .Count}}<span style="flex:{{.Count}};background:hsl({{.Hue}} 70% 80%)">{{.Node}}{{if .Self}}*{{end}} · {{.Count}}</span>{{else}}<span class="zero">{{.Node}}{{if .Self}}*{{end}} · 0</span>{{end}}{{end}}</div>{{end}}
+{{$kind := .Kind}}{{if .Spread}}<div class="spread" title="{{if eq .Kind "shards"}}shards{{else}}keys led{{end}} per node">{{range .Spread}}{{if not .Node}}<span class="none" style="flex:{{.Count}}">{{if eq $kind "shards"}}no owner{{else}}no leader{{end}} · {{.Count}}</span>{{else if .Count}}<span style="flex:{{.Count}};background:hsl({{.Hue}} 70% 80%)">{{.Node}} · {{.Count}}</span>{{else}}<span class="zero">{{.Node}} · 0</span>{{end}}{{end}}</div>{{end}}
 <div class="cols">
-{{range .ShardColumns}}<table class="shards"><caption>shards</caption>
+{{range .ShardColumns}}<table class="shards"><caption>shards {{.First}}–{{.Last}}</caption>
 <thead><tr><th>shard</th><th>owner</th><th>token</th><th>since</th></tr></thead><tbody>
-{{range .}}{{if .Ownerless}}<tr class="shard ownerless" data-shard="{{.ID}}" data-node=""><td class="id">{{.ID}}</td><td><span class="noowner">no owner</span></td><td class="num mono muted">{{.Rev}}</td><td class="muted">{{.Since}}</td></tr>
-{{else}}<tr class="shard" data-shard="{{.ID}}" data-node="{{.Node}}" style="--h:{{.Hue}}"><td class="id">{{.ID}}</td><td><span class="node">{{.Node}}</span>{{if .Self}}<span class="self">this node</span>{{end}}</td><td class="num mono">{{.Rev}}</td><td>{{.Since}}</td></tr>
+{{range .Rows}}{{if .Ownerless}}<tr class="shard ownerless" data-shard="{{.ID}}" data-node=""><td class="id">{{.ID}}</td><td><span class="noowner">no owner</span></td><td class="num mono muted">{{.Rev}}</td><td class="muted" title="last write of the shard's record">{{.Since}}</td></tr>
+{{else}}<tr class="shard" data-shard="{{.ID}}" data-node="{{.Node}}" style="--h:{{.Hue}}"><td class="id">{{.ID}}</td><td><span class="node">{{.Node}}</span>{{if .Self}}<span class="me">this node</span>{{end}}</td><td class="num mono">{{.Rev}}</td><td>{{.Since}}</td></tr>
 {{end}}{{end}}</tbody></table>
 {{end}}
 {{if .Keys}}<table class="keys"><caption>keys</caption>
 <thead><tr><th>key</th><th>leader candidate</th><th>node</th><th>token</th><th>since</th></tr></thead><tbody>
-{{range .Keys}}{{if .Node}}<tr class="key" data-key="{{.Key}}" data-node="{{.Node}}" style="--h:{{.Hue}}"><td class="mono">{{.Key}}</td><td>{{.Candidate}}</td><td><span class="node">{{.Node}}</span>{{if .Self}}<span class="self">this node</span>{{end}}</td><td class="num mono">{{.Rev}}</td><td>{{.Since}}</td></tr>
+{{range .Keys}}{{if .Node}}<tr class="key" data-key="{{.Key}}" data-node="{{.Node}}" style="--h:{{.Hue}}"><td class="mono">{{.Key}}</td><td>{{.Candidate}}</td><td><span class="node">{{.Node}}</span>{{if .Self}}<span class="me">this node</span>{{end}}</td><td class="num mono">{{.Rev}}</td><td>{{.Since}}</td></tr>
 {{else}}<tr class="key leaderless" data-key="{{.Key}}" data-node=""><td class="mono">{{.Key}}</td><td colspan="2"><span class="noowner">no leader</span></td><td class="num mono muted">{{.Rev}}</td><td class="muted">{{.Since}}</td></tr>
 {{end}}{{end}}</tbody></table>
 {{end}}
 <table class="members"><caption>members</caption>
 <thead><tr><th>node</th><th>session</th><th>state</th><th>renewed</th></tr></thead><tbody>
-{{range .Members}}<tr class="member{{if .Leaving}} leaving{{end}}{{if .Self}} self{{end}}" data-node="{{.Node}}" style="--h:{{.Hue}}"><td><span class="node">{{.Node}}</span>{{if .Self}}<span class="self">this node</span>{{end}}</td><td class="mono">{{.Session}}</td><td>{{if .Leaving}}<span class="warn">leaving</span>{{else}}member{{end}}</td><td class="num{{if .Stale}} stale{{end}}">{{.RenewedAgo}}</td></tr>
+{{range .Members}}<tr class="member{{if .Leaving}} leaving{{end}}{{if .Self}} self{{end}}" data-node="{{.Node}}" style="--h:{{.Hue}}"><td><span class="node">{{.Node}}</span>{{if .Self}}<span class="me">this node</span>{{end}}</td><td class="mono">{{.Session}}</td><td>{{if .Leaving}}<span class="warn">leaving</span>{{else}}member{{end}}</td><td class="num{{if .Stale}} stale{{end}}">{{.RenewedAgo}}</td></tr>
 {{else}}<tr><td colspan="4" class="muted">no live session</td></tr>
 {{end}}</tbody></table>
 </div>
@@ -331,5 +342,14 @@ tr.member.leaving{color:#8a93a6}
 </body></html>
 `))
 
-// renderHTML writes n as the status page.
-func renderHTML(w io.Writer, n Node) error { return page.Execute(w, pageOf(n)) }
+// renderHTML writes n as the status page. The page is rendered whole
+// before it is written, so that an error is reported before anything was
+// sent; a failed write (the client went away) is not an error.
+func renderHTML(w io.Writer, n Node) error {
+	var buf bytes.Buffer
+	if err := page.Execute(&buf, pageOf(n)); err != nil {
+		return err
+	}
+	_, _ = buf.WriteTo(w)
+	return nil
+}
