@@ -278,6 +278,7 @@ func (g *Group) step(ctx context.Context, p *planner, work *sync.WaitGroup) time
 	acquire, handoff, retry := p.decide(g.keys, holders, g.snapshotLocked(), now)
 	if !acquirable {
 		acquire = nil // the bucket signals when this node may acquire again
+		p.pause(now)
 	}
 	for _, id := range acquire {
 		g.running[id] = &held{shard: id, acquiring: true}

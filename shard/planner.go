@@ -45,6 +45,7 @@ type planner struct {
 	freeSince map[int]clock.Instant // when this node first saw a shard free
 	reported  map[int]bool          // shards reported ownerless
 	rescued   map[int]clock.Instant // shards taken by fallback: their target did not act
+	arrived   map[int]clock.Instant // when each shard owned here was first seen owned
 	settleEnd clock.Instant         // cold start: no acquisitions before it (settle)
 	// prepared reports whether target has prepared shard id, or does not
 	// prepare (Config.Prepare); nil means every target is ready.
@@ -60,6 +61,7 @@ func newPlanner(cfg Config, self string) *planner {
 		freeSince: map[int]clock.Instant{},
 		reported:  map[int]bool{},
 		rescued:   map[int]clock.Instant{},
+		arrived:   map[int]clock.Instant{},
 	}
 }
 
@@ -126,6 +128,11 @@ func (p *planner) decide(keys []string, holders map[string]engine.Holder, mine m
 		// once the nodes started together have had time to appear.
 		return nil, nil, p.settleEnd.Sub(now)
 	}
+	for id := range p.arrived {
+		if mine[id] != stateOwned && mine[id] != stateMoving {
+			delete(p.arrived, id)
+		}
+	}
 	for id, key := range keys {
 		h, held := holders[key]
 		if held {
@@ -134,6 +141,13 @@ func (p *planner) decide(keys []string, holders map[string]engine.Holder, mine m
 		}
 		if st, ok := mine[id]; ok {
 			delete(p.freeSince, id) // ours, even if a stale view says free
+			if _, seen := p.arrived[id]; !seen && st == stateOwned {
+				p.arrived[id] = now
+			}
+			if left := p.settleBack(id, now); st == stateOwned && left > 0 {
+				wait = min(wait, left) // just arrived: let the sender's plan and ours agree
+				continue
+			}
 			if st == stateOwned && held && h.Node == p.self && p.movesAway(id, now) && moving < p.cfg.MaxMoves {
 				// The target prepares first (Config.Prepare), for at most
 				// PrepareTimeout since the plan moved the shard.
@@ -219,6 +233,28 @@ func later(a, b clock.Instant) clock.Instant {
 		return a
 	}
 	return b
+}
+
+// settleBack is how long a shard that just arrived here is kept before the
+// plan may move it on: 2·Debounce. Nodes adopt a new member up to a
+// Debounce apart; in between their plans disagree, and a shard handed over
+// by one would be handed straight back by the other, again and again.
+func (p *planner) settleBack(id int, now clock.Instant) time.Duration {
+	at, ok := p.arrived[id]
+	if !ok {
+		return 0
+	}
+	return 2*p.cfg.Debounce - now.Sub(at)
+}
+
+// pause restarts the wait of every free shard at now: while this node
+// cannot acquire (no genesis record yet, no session), the fallback delays
+// must not run out, or every member would take every shard at once when it
+// can acquire again instead of leaving each to its planned target.
+func (p *planner) pause(now clock.Instant) {
+	for id := range p.freeSince {
+		p.freeSince[id] = now
+	}
 }
 
 // movesAway reports whether the plan gives shard id to another live member.

@@ -59,6 +59,14 @@ func TestPlannerFlappingMemberIsNotAdopted(t *testing.T) {
 }
 
 // adoptAll makes p adopt members at once.
+// longHeld marks the shards of mine as owned here for long: past the
+// settle-back hold of a shard that just arrived.
+func longHeld(p *planner, mine map[int]runState) {
+	for id := range mine {
+		p.arrived[id] = clock.Instant{Mono: -24 * time.Hour}
+	}
+}
+
 func adoptAll(p *planner, members []string, now clock.Instant) {
 	p.observe(members, now.Add(-p.cfg.Debounce))
 	p.observe(members, now)
@@ -111,6 +119,7 @@ func TestPlannerDecide(t *testing.T) {
 			holders[keys[id]] = engine.Holder{Candidate: "a", Node: "a", Rev: uint64(id + 1)}
 			mine[id] = stateOwned
 		}
+		longHeld(p, mine)
 		acquire, handoff, _ := p.decide(keys, holders, mine, t0)
 		assert.Empty(t, acquire)
 		require.Len(t, handoff, 1)
@@ -131,6 +140,7 @@ func TestPlannerDecide(t *testing.T) {
 			holders[keys[id]] = engine.Holder{Candidate: "a", Node: "a", Rev: 1}
 			mine[id] = stateOwned
 		}
+		longHeld(p, mine)
 		_, handoff, _ := p.decide(keys, holders, mine, t0)
 		assert.Empty(t, handoff)
 	})
@@ -148,6 +158,7 @@ func TestPlannerDecide(t *testing.T) {
 			holders[keys[id]] = engine.Holder{Candidate: "a", Node: "a", Rev: 1}
 			mine[id] = stateOwned
 		}
+		longHeld(p, mine)
 		_, handoff, _ := p.decide(keys, holders, mine, late.Add(time.Millisecond))
 		assert.Empty(t, handoff)
 		_, handoff, _ = p.decide(keys, holders, mine, late.Add(p.cfg.TTL+time.Millisecond))
@@ -234,6 +245,7 @@ func TestPlannerWaitsForTheTargetToPrepare(t *testing.T) {
 		holders[keys[id]] = engine.Holder{Candidate: "a", Node: "a", Rev: uint64(id + 1)}
 		mine[id] = stateOwned
 	}
+	longHeld(p, mine)
 	ready := map[int]bool{}
 	p.prepared = func(target string, id int) bool { return target == "b" && ready[id] }
 
@@ -253,4 +265,45 @@ func TestPlannerWaitsForTheTargetToPrepare(t *testing.T) {
 
 	_, handoff, _ = p.decide(keys, holders, mine, p.planAt.Add(p.cfg.PrepareTimeout))
 	assert.Len(t, handoff, min(p.cfg.MaxMoves, shards/2), "after PrepareTimeout the handoffs go ahead anyway")
+}
+
+// A shard that just arrived is not handed on until 2·Debounce have passed:
+// the sender adopted a member this node may not have adopted yet, and
+// handing it straight back would start a ping-pong.
+func TestPlannerKeepsAShardThatJustArrived(t *testing.T) {
+	const shards = 8
+	keys := keysOf(shards)
+	t0 := clock.Real().Now()
+	p := newPlanner(testConfig(shards), "a")
+	adoptAll(p, []string{"a", "b"}, t0)
+	holders := map[string]engine.Holder{}
+	mine := map[int]runState{}
+	for id := range shards {
+		holders[keys[id]] = engine.Holder{Candidate: "a", Node: "a", Rev: uint64(id + 1)}
+		mine[id] = stateOwned
+	}
+	_, handoff, wait := p.decide(keys, holders, mine, t0)
+	assert.Empty(t, handoff, "handed on at once")
+	assert.Equal(t, 2*p.cfg.Debounce, wait)
+	_, handoff, _ = p.decide(keys, holders, mine, t0.Add(2*p.cfg.Debounce))
+	assert.NotEmpty(t, handoff, "moved on once the plans had time to agree")
+}
+
+// While this node cannot acquire (before the genesis record), the fallback
+// delays do not run out: when it can, each free shard goes to its target,
+// not to every member at once.
+func TestPlannerPausedFallbackDoesNotRace(t *testing.T) {
+	const shards = 8
+	keys := keysOf(shards)
+	t0 := clock.Real().Now()
+	p := newPlanner(testConfig(shards), "a")
+	adoptAll(p, []string{"a", "b"}, t0)
+	p.decide(keys, nil, nil, t0)
+	late := t0.Add(p.cfg.TTL) // past every rescue delay
+	p.pause(late)             // the bucket was not acquirable until now
+	acquire, _, _ := p.decide(keys, nil, nil, late)
+	for _, id := range acquire {
+		assert.Equal(t, "a", p.plan[id], "shard %d taken from its target b", id)
+	}
+	assert.NotEmpty(t, acquire)
 }

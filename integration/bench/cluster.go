@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nonchan7720/ronin"
-	"github.com/nonchan7720/ronin/election"
+	"github.com/nonchan7720/ronin/internal/engine"
 )
 
 // startTimeout bounds one Manager.Start.
@@ -109,22 +109,43 @@ type cluster struct {
 	mgrs []*ronin.Manager
 }
 
+// newCluster is a cluster of cfgs with no node running yet.
+func newCluster(cfgs []ronin.ServerConfig) *cluster {
+	return &cluster{cfgs: cfgs, mgrs: make([]*ronin.Manager, len(cfgs))}
+}
+
 // startCluster starts every node concurrently (JetStream needs a quorum).
 func startCluster(ctx context.Context, cfgs []ronin.ServerConfig) (*cluster, error) {
-	c := &cluster{cfgs: cfgs, mgrs: make([]*ronin.Manager, len(cfgs))}
-	errs := make(chan error, len(cfgs))
-	for i := range cfgs {
-		go func() { errs <- c.restart(ctx, i) }()
+	c := newCluster(cfgs)
+	if err := c.startAll(ctx, nil); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// startAll starts every node concurrently and, if then is not nil, calls
+// then(i) in node i's goroutine as soon as node i's Start returned. On
+// error every node that started is shut down.
+func (c *cluster) startAll(ctx context.Context, then func(i int) error) error {
+	errs := make(chan error, len(c.cfgs))
+	for i := range c.cfgs {
+		go func() {
+			err := c.restart(ctx, i)
+			if err == nil && then != nil {
+				err = then(i)
+			}
+			errs <- err
+		}()
 	}
 	var all []error
-	for range cfgs {
+	for range c.cfgs {
 		all = append(all, <-errs)
 	}
 	if err := errors.Join(all...); err != nil {
 		c.shutdown()
-		return nil, err
+		return err
 	}
-	return c, nil
+	return nil
 }
 
 // restart starts node i with its config.
@@ -249,7 +270,7 @@ func afterRenew(ctx context.Context, js jetstream.JetStream, bucket, node string
 	if err != nil {
 		return err
 	}
-	w, err := kv.Watch(ctx, election.SessionPrefix+node+".*", jetstream.UpdatesOnly())
+	w, err := kv.Watch(ctx, engine.SessionPrefix+node+".*", jetstream.UpdatesOnly())
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,15 @@
 //   - shards (issue 3): 64 shards through start, leave/rejoin cycles (with
 //     the per-shard drain gap) and member crashes; 1,024 shards to full
 //     ownership and a quiet window; the pure balancer's moves per join and
-//     leave against the ideal.
+//     leave against the ideal;
+//   - startup and roll, each on clusters of their own, run before the
+//     bench's cluster starts: three nodes started together with a 64-shard
+//     group, on a fresh bucket and on a cluster restart (time from the last
+//     Start returned until every shard runs once, churn, misplaced first
+//     owners; per -startup.ttl), and a rolling restart of 3 and 5 nodes
+//     (owned shard-time, longest gap, moves per shard, overlaps, each
+//     handover gap split by the bucket's stream). They print tables of their
+//     own after the main one.
 //
 // Latencies are quoted as nearest-rank p50/p99/max over n runs; CPU is the
 // whole process (all nodes) from getrusage, writes/s the bucket stream's
@@ -37,6 +45,7 @@
 // Usage:
 //
 //	cd integration/bench && go run . [-quick] [-only=etcd,handover,crash,...] [-keys=5000,10000] [-n=N] [-nodelog=file]
+//	    [-startup.runs=N] [-startup.ttl=5s,1s] [-roll.runs=N] [-roll.nodes=3,5]
 //
 // The directory is a module of its own (go.mod here, the library through a
 // replace) so that etcd stays out of the library's dependency graph.
@@ -57,7 +66,10 @@ import (
 )
 
 // topics that -only selects, in run order.
-var topics = []string{"etcd", "start", "handover", "crash", "keys", "alt", "shards", "shards1024", "shutdown", "moves"}
+var topics = []string{"etcd", "startup", "roll", "start", "handover", "crash", "keys", "alt", "shards", "shards1024", "shutdown", "moves"}
+
+// ownClusters are the topics that need no bench cluster.
+var ownClusters = []string{"etcd", "startup", "roll", "moves"}
 
 // plan is how much of each measurement to run.
 type plan struct {
@@ -72,25 +84,31 @@ type plan struct {
 	shutdownRuns                int
 	singleStarts, clusterStarts int
 	moveTrials                  int
+	startupRuns                 int             // start-ups per TTL and bucket kind
+	startupTTLs                 []time.Duration // TTLs of the start-up scenario
+	rollRuns                    int             // whole rolls per node count
+	rollNodes                   []int           // node counts of the rolling restart
 }
 
 func fullPlan() plan {
 	return plan{
-		mode: "full", budget: 30 * time.Minute, window: 10 * time.Second,
+		mode: "full", budget: 45 * time.Minute, window: 10 * time.Second,
 		handovers: 50, crashRuns: 10,
 		keys: []int{1, 100, 1000, 10000}, keyTTLs: []time.Duration{5 * time.Second, time.Second},
 		alt:    map[time.Duration][]int{5 * time.Second: {100, 1000, 10000}, time.Second: {100, 1000}},
 		cycles: 3, crashes: 2, shutdownRuns: 10, singleStarts: 5, clusterStarts: 3, moveTrials: 20,
+		startupRuns: 10, startupTTLs: []time.Duration{5 * time.Second}, rollRuns: 3, rollNodes: []int{3, 5},
 	}
 }
 
 func quickPlan() plan {
 	return plan{
-		mode: "quick (smoke run: fewer runs, no 10,000 keys, 5 s windows)", budget: 6 * time.Minute, window: 5 * time.Second,
+		mode: "quick (smoke run: fewer runs, no 10,000 keys, 5 s windows)", budget: 9 * time.Minute, window: 5 * time.Second,
 		handovers: 20, crashRuns: 3,
 		keys: []int{1, 100, 1000}, keyTTLs: []time.Duration{5 * time.Second, time.Second},
 		alt:    map[time.Duration][]int{5 * time.Second: {100, 1000}, time.Second: {100}},
 		cycles: 2, crashes: 1, shutdownRuns: 3, singleStarts: 2, clusterStarts: 1, moveTrials: 5,
+		startupRuns: 3, startupTTLs: []time.Duration{5 * time.Second}, rollRuns: 1, rollNodes: []int{3, 5},
 	}
 }
 
@@ -118,27 +136,81 @@ func main() {
 	nodeLog := flag.String("nodelog", "", "write node logs (debug level) to this file instead of discarding them; for diagnosis only, it slows the nodes down")
 	keys := flag.String("keys", "", "comma-separated key counts for the keys cases of Ronin and etcd (e.g. 5000,10000); default: the plan's")
 	n := flag.Int("n", 0, "runs of the handover and crash cases (Ronin and etcd); 0: the plan's")
+	var sc scenarioFlags
+	flag.IntVar(&sc.startupRuns, "startup.runs", 0, "start-ups per TTL and bucket kind in the startup case; 0: the plan's (10, quick 3)")
+	flag.StringVar(&sc.startupTTLs, "startup.ttl", "", "comma-separated lease TTLs of the startup case (e.g. 5s,1s); default: 5s")
+	flag.IntVar(&sc.rollRuns, "roll.runs", 0, "whole rolling restarts per node count in the roll case; 0: the plan's (3, quick 1)")
+	flag.StringVar(&sc.rollNodes, "roll.nodes", "", "comma-separated node counts of the roll case (3 to 9); default: 3,5")
 	flag.Parse()
-	if err := run(*quick, *only, *nodeLog, *keys, *n); err != nil {
+	if err := run(*quick, *only, *nodeLog, *keys, *n, sc); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(quick bool, only, nodeLog, keys string, n int) error {
+// scenarioFlags are the flags of the startup and roll cases.
+type scenarioFlags struct {
+	startupRuns, rollRuns  int
+	startupTTLs, rollNodes string
+}
+
+// apply sets the flags that were given on p.
+func (sc scenarioFlags) apply(p *plan) error {
+	if sc.startupRuns < 0 || sc.startupRuns > 1000 || sc.rollRuns < 0 || sc.rollRuns > 100 {
+		return fmt.Errorf("-startup.runs: want 0 to 1000, -roll.runs 0 to 100; got %d, %d", sc.startupRuns, sc.rollRuns)
+	}
+	if sc.startupRuns > 0 {
+		p.startupRuns = sc.startupRuns
+	}
+	if sc.rollRuns > 0 {
+		p.rollRuns = sc.rollRuns
+	}
+	if sc.startupTTLs != "" {
+		p.startupTTLs = nil
+		for _, f := range strings.Split(sc.startupTTLs, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(f))
+			if err != nil || d < time.Second || d > time.Minute {
+				return fmt.Errorf("-startup.ttl: want durations from 1s to 1m, got %q", f)
+			}
+			p.startupTTLs = append(p.startupTTLs, d)
+		}
+	}
+	if sc.rollNodes != "" {
+		ns, err := intList("roll.nodes", sc.rollNodes, 3, 9)
+		if err != nil {
+			return err
+		}
+		p.rollNodes = ns
+	}
+	return nil
+}
+
+// intList parses a comma-separated list of ints from lo to hi.
+func intList(flagName, s string, lo, hi int) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || k < lo || k > hi {
+			return nil, fmt.Errorf("-%s: want numbers from %d to %d, got %q", flagName, lo, hi, f)
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+func run(quick bool, only, nodeLog, keys string, n int, sc scenarioFlags) error {
 	b := &bench{plan: fullPlan(), rep: newReport(), cmp: newComparison(), log: slog.New(slog.DiscardHandler)}
 	if quick {
 		b.plan = quickPlan()
 	}
 	if keys != "" {
-		b.plan.keys = nil
-		for _, f := range strings.Split(keys, ",") {
-			k, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || k < 1 || k > 20000 {
-				return fmt.Errorf("-keys: want counts from 1 to 20000, got %q", f)
-			}
-			b.plan.keys = append(b.plan.keys, k)
+		var err error
+		if b.plan.keys, err = intList("keys", keys, 1, 20000); err != nil {
+			return err
 		}
+	}
+	if err := sc.apply(&b.plan); err != nil {
+		return err
 	}
 	if n < 0 || n > 1000 {
 		return fmt.Errorf("-n: want 0 to 1000, got %d", n)
@@ -192,7 +264,13 @@ func (b *bench) runAll(ctx context.Context) error {
 	if b.want("etcd") {
 		b.runEtcd(ctx) // first, and closed before the NATS cluster starts
 	}
-	if slices.ContainsFunc(topics, func(t string) bool { return t != "moves" && t != "etcd" && b.want(t) }) {
+	if b.want("startup") {
+		b.startup(ctx) // clusters of its own, before the bench's starts
+	}
+	if b.want("roll") {
+		b.roll(ctx)
+	}
+	if slices.ContainsFunc(topics, func(t string) bool { return !slices.Contains(ownClusters, t) && b.want(t) }) {
 		if err := b.cluster(ctx); err != nil {
 			return err
 		}

@@ -19,10 +19,36 @@ type row struct {
 	metric, setting, n, result, goal, met string
 }
 
-// report collects rows per section.
+// report collects rows per section, and tables of their own.
 type report struct {
-	mu   sync.Mutex
-	rows map[string][]row
+	mu     sync.Mutex
+	rows   map[string][]row
+	tables []*table
+}
+
+// table is a table of its own with its columns, printed after the main
+// one: for scenarios whose figures do not fit one Result cell.
+type table struct {
+	title string
+	head  []string
+	rows  [][]string
+	notes []string // printed under the table
+}
+
+func newTable(title string, head ...string) *table { return &table{title: title, head: head} }
+
+func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+func (t *table) note(format string, args ...any) {
+	t.notes = append(t.notes, fmt.Sprintf(format, args...))
+}
+
+// addTable records a finished table.
+func (r *report) addTable(t *table) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tables = append(r.tables, t)
+	progress("result: table %q, %d rows", t.title, len(t.rows))
 }
 
 func newReport() *report { return &report{rows: map[string][]row{}} }
@@ -47,10 +73,15 @@ func verdict(ok bool) string {
 	return "**no**"
 }
 
-// print writes the table as markdown, with a bold row per section.
+// print writes the table as markdown, with a bold row per section (none
+// when no section has a row), then the tables of their own.
 func (r *report) print(w io.Writer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.printTables(w)
+	if len(r.rows) == 0 {
+		return
+	}
 	fmt.Fprintln(w, "| Metric | Setting | n | Result | Goal | Met |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	for _, sec := range []string{secElection, secShards, secEtcd} {
@@ -70,4 +101,29 @@ func cell(s string) string {
 		return "—"
 	}
 	return strings.NewReplacer("|", "\\|", "\n", " ").Replace(s)
+}
+
+func (r *report) printTables(w io.Writer) {
+	for _, t := range r.tables {
+		fmt.Fprintf(w, "\n## %s\n\n", t.title)
+		fmt.Fprintf(w, "| %s |\n", strings.Join(t.head, " | "))
+		fmt.Fprintf(w, "|%s\n", strings.Repeat("---|", len(t.head)))
+		for _, cells := range t.rows {
+			out := make([]string, len(t.head))
+			for i := range out {
+				if i < len(cells) {
+					out[i] = cell(cells[i])
+				} else {
+					out[i] = cell("")
+				}
+			}
+			fmt.Fprintf(w, "| %s |\n", strings.Join(out, " | "))
+		}
+		if len(t.notes) > 0 {
+			fmt.Fprintln(w)
+			for _, n := range t.notes {
+				fmt.Fprintf(w, "- %s\n", n)
+			}
+		}
+	}
 }

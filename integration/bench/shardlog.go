@@ -103,6 +103,18 @@ func (l *shardLog) movesSince(since time.Time) []move {
 	return out
 }
 
+// runs returns a copy of every handler run so far, in start order; a run
+// that has not returned has returned false and a zero end.
+func (l *shardLog) runs() []hcall {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]hcall, len(l.calls))
+	for i, c := range l.calls {
+		out[i] = *c
+	}
+	return out
+}
+
 func (l *shardLog) overlapCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

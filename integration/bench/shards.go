@@ -13,19 +13,21 @@ import (
 // settleTimeout bounds every wait for a shard group to settle.
 const settleTimeout = time.Minute
 
-// shardBench is a shard group on the bench's cluster.
+// shardBench is a shard group on a cluster (the bench's, unless made with
+// shardBenchOn).
 type shardBench struct {
 	b       *bench
+	c       *cluster
 	cfg     ronin.ShardConfig
 	log     *shardLog
 	groups  []*ronin.ShardGroup
 	members []*member // nil while the node's group does not run
 }
 
+// newShardBench registers a group on every node of the bench's cluster.
 func (b *bench) newShardBench(bucket string, shards int, ttl time.Duration) (*shardBench, error) {
-	s := &shardBench{b: b, log: newShardLog(), members: make([]*member, 3), groups: make([]*ronin.ShardGroup, 3),
-		cfg: ronin.ShardConfig{BucketName: bucket, Shards: shards, TTL: ttl, Replicas: 3}}
-	for i := range 3 {
+	s := b.shardBenchOn(b.c, bucket, shards, ttl)
+	for i := range s.members {
 		if err := s.register(i); err != nil {
 			return nil, err
 		}
@@ -33,10 +35,17 @@ func (b *bench) newShardBench(bucket string, shards int, ttl time.Duration) (*sh
 	return s, nil
 }
 
+// shardBenchOn is a shard group on c with nothing registered yet.
+func (b *bench) shardBenchOn(c *cluster, bucket string, shards int, ttl time.Duration) *shardBench {
+	n := len(c.cfgs)
+	return &shardBench{b: b, c: c, log: newShardLog(), members: make([]*member, n), groups: make([]*ronin.ShardGroup, n),
+		cfg: ronin.ShardConfig{BucketName: bucket, Shards: shards, TTL: ttl, Replicas: 3}}
+}
+
 // register registers node i's group on its current Manager.
 func (s *shardBench) register(i int) error {
 	cfg := s.cfg
-	m := s.b.c.mgr(i)
+	m := s.c.mgr(i)
 	cfg.Handler = s.log.handler(m.NodeID())
 	g, err := m.RegisterShards(cfg)
 	s.groups[i] = g
@@ -58,7 +67,7 @@ func (s *shardBench) nodes() []string {
 	var out []string
 	for i, m := range s.members {
 		if m != nil {
-			out = append(out, s.b.c.cfgs[i].NodeID)
+			out = append(out, s.c.cfgs[i].NodeID)
 		}
 	}
 	return out
@@ -89,14 +98,14 @@ func (s *shardBench) close(ctx context.Context) {
 		}
 	}
 	wg.Wait()
-	dropBucket(ctx, s.b.c.js(0), s.cfg.BucketName)
+	dropBucket(ctx, s.c.js(0), s.cfg.BucketName)
 }
 
 // startAll starts the group on every node at once and waits until it owns
 // every shard.
 func (s *shardBench) startAll(ctx context.Context) (time.Duration, error) {
 	t0 := time.Now()
-	for i := range 3 {
+	for i := range s.members {
 		s.start(i)
 	}
 	return s.settle(ctx, t0, 2*settleTimeout)
@@ -156,7 +165,7 @@ func (s *shardBench) lifecycle(ctx context.Context, lc *lifecycle) error {
 
 // leaveRejoin stops node i's group gracefully, then runs it again.
 func (s *shardBench) leaveRejoin(ctx context.Context, i int, lc *lifecycle) error {
-	node := s.b.c.cfgs[i].NodeID
+	node := s.c.cfgs[i].NodeID
 	before, _ := s.log.owners(s.cfg.Shards)
 	t0 := time.Now()
 	m := s.leave(i)
@@ -196,16 +205,16 @@ func (s *shardBench) leaveRejoin(ctx context.Context, i int, lc *lifecycle) erro
 // the meta group (those are separate scenarios: a Raft failover stalls the
 // store 4-9 s), waits until the others own every shard, then restarts it.
 func (s *shardBench) crashRestart(ctx context.Context, lc *lifecycle) error {
-	victim := s.b.c.bystander(ctx, s.cfg.BucketName)
+	victim := s.c.bystander(ctx, s.cfg.BucketName)
 	if victim < 0 {
 		return fmt.Errorf("no node that leads neither the stream nor the meta group")
 	}
 	other := (victim + 1) % 3
-	if err := afterRenew(ctx, s.b.c.js(other), s.cfg.BucketName, s.b.c.cfgs[victim].NodeID, s.cfg.TTL); err != nil {
+	if err := afterRenew(ctx, s.c.js(other), s.cfg.BucketName, s.c.cfgs[victim].NodeID, s.cfg.TTL); err != nil {
 		return err
 	}
 	t0 := time.Now()
-	dead := s.b.c.crash(victim)
+	dead := s.c.crash(victim)
 	m := s.members[victim]
 	s.members[victim] = nil
 	took, err := s.settle(ctx, t0, s.cfg.TTL+settleTimeout)
@@ -218,7 +227,7 @@ func (s *shardBench) crashRestart(ctx context.Context, lc *lifecycle) error {
 	if err := waitDone(ctx, m.done, time.Minute); err != nil {
 		return fmt.Errorf("crashed group's Run: %w", err)
 	}
-	if err := s.b.c.restart(ctx, victim); err != nil {
+	if err := s.c.restart(ctx, victim); err != nil {
 		return err
 	}
 	if err := s.register(victim); err != nil {
