@@ -19,7 +19,6 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -29,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/examples/internal/localnet"
 )
 
 const ttl = 2 * time.Second
@@ -289,7 +289,7 @@ func stopAll(nodes []*node) {
 // startNodes starts a cluster of the named nodes on 127.0.0.1, with free
 // ports and temporary data dirs, concurrently (JetStream needs a quorum).
 func startNodes(ctx context.Context, ids ...string) ([]*node, error) {
-	ports, err := freePorts(2 * len(ids))
+	ports, err := localnet.FreePorts(2 * len(ids))
 	if err != nil {
 		return nil, err
 	}
@@ -349,18 +349,4 @@ func waitFor(ctx context.Context, cond func() bool) error {
 		}
 	}
 	return nil
-}
-
-// freePorts returns n distinct free TCP ports on 127.0.0.1.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/examples/internal/localnet"
 )
 
 var began = time.Now()
@@ -139,7 +140,7 @@ type node struct {
 }
 
 func newCluster(n int, o options) (*cluster, error) {
-	ports, err := freePorts(2 * n)
+	ports, err := localnet.FreePorts(2 * n)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"sync"
 	"time"
@@ -67,20 +66,6 @@ func (t *tracker) gaps() string {
 	g := slices.Sorted(slices.Values(t.gapList))
 	ms := func(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }
 	return fmt.Sprintf("%d shards, min %s, median %s, max %s", len(g), ms(g[0]), ms(g[len(g)/2]), ms(g[len(g)-1]))
-}
-
-// freePorts returns n distinct free TCP ports on 127.0.0.1.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func say(format string, args ...any) {
