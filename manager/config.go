@@ -41,7 +41,7 @@ const RandomPort = -1
 // When URL is set the Manager embeds no server, and the embedded-only fields
 // Host, ClientHost, ClientPort, ClusterPort, Peers, ClusterName, DataDir,
 // ServerOptions and DisableSyncAlways are ignored (neither defaulted nor
-// validated).
+// validated), and RouteOnly is refused.
 type Config struct {
 	// NodeID identifies this node; required. It is also the NATS server name
 	// and the client connection name, so it must be unique in the cluster:
@@ -79,7 +79,8 @@ type Config struct {
 	// filepath.Join(os.TempDir(), "ronin", NodeID), which suits tests only:
 	// fencing tokens survive a restart only if DataDir does, so set a
 	// persistent directory in production. Start logs a warning when a
-	// clustered node's DataDir lies under os.TempDir().
+	// clustered node's DataDir lies under os.TempDir(). Unused, and not
+	// defaulted, with RouteOnly.
 	DataDir string
 
 	// Peers is a comma-separated list of route URLs, e.g.
@@ -124,7 +125,8 @@ type Config struct {
 	// write) of the embedded server. Default false: SyncAlways on. Turning
 	// it off makes writes several times faster but a correlated power loss
 	// can then lose acknowledged writes and so reissue fencing tokens. In
-	// URL mode it is ignored: the servers' sync_interval decides (see URL).
+	// URL mode it is ignored: the servers' sync_interval decides (see URL);
+	// with RouteOnly too, as nothing is stored.
 	DisableSyncAlways bool
 
 	// AllowSingleReplica accepts buckets with Replicas 1 in a cluster
@@ -133,6 +135,33 @@ type Config struct {
 	// every fencing token of such a bucket, and losing that disk (or that
 	// DataDir) reissues tokens (contract E2). Default false.
 	AllowSingleReplica bool
+
+	// RouteOnly makes the embedded server join the cluster's routes without
+	// JetStream: it stores nothing, needs no DataDir (DataDir and
+	// DisableSyncAlways are then ignored), and votes in no Raft group; its
+	// candidates and shard groups work through the storing servers, to
+	// which the routes carry the JetStream API, the key-value writes (CAS)
+	// and the watches. Use it for every node beyond the 3 or 5 that store,
+	// so that 20 pods do not make a 20-member JetStream meta group.
+	//
+	// RouteOnly needs Peers and is meaningless with URL; [Config.Validate]
+	// refuses both. Let Peers name every storing server and no route-only
+	// one, on every node (route gossip connects the rest):
+	//
+	//   - a storing server expects as many JetStream peers as its Peers has
+	//     entries, so route-only entries make a new cluster wait until the
+	//     servers have corrected that count (5 to 12 s measured on
+	//     loopback, instead of usually under 1 s);
+	//   - [Manager.ClusterSize] counts the storing servers named by Peers
+	//     (route-only ones are recognised and left out, see there).
+	//
+	// A route-only node's Start returns once the storing servers' JetStream
+	// answers through its routes. Its duplicate-NodeID check is the same
+	// as a storing node's (see [Manager.Start]); a twin that is not in
+	// this node's Peers, as another route-only node usually is not, is
+	// caught only through the route that gossip makes the two servers open.
+	// Default false: the server stores.
+	RouteOnly bool
 
 	// Logger receives the Manager's and the embedded server's logs.
 	// Default slog.Default().
@@ -162,7 +191,7 @@ func (c Config) withDefaults() Config {
 	if c.ClusterName == "" {
 		c.ClusterName = DefaultClusterName
 	}
-	if c.DataDir == "" && c.NodeID != "" {
+	if c.DataDir == "" && c.NodeID != "" && !c.RouteOnly {
 		c.DataDir = filepath.Join(os.TempDir(), "ronin", c.NodeID)
 	}
 	return c
@@ -191,7 +220,14 @@ func (c Config) Validate() error {
 		if err := checkURLList(c.URL, urlSchemes, false); err != nil {
 			bad("URL", redactList(c.URL), "%v", err)
 		}
+		if c.RouteOnly {
+			bad("RouteOnly", c.RouteOnly, "meaningless with URL %s: a Manager in URL mode embeds no server",
+				quote(redactList(c.URL)))
+		}
 		return errors.Join(errs...)
+	}
+	if c.RouteOnly && c.Peers == "" {
+		bad("Peers", c.Peers, "required with RouteOnly: a route-only server reaches JetStream only through its routes to the storing servers")
 	}
 
 	if err := checkHost(c.Host); err != nil {
@@ -413,24 +449,42 @@ const selfLookupTimeout = 500 * time.Millisecond
 //     "ronin-0", or for NodeID "ronin-0".
 //
 // With ClusterPort RandomPort no entry is this node.
+//
+// A RouteOnly node stores nothing, so it does not count itself: its
+// estimate is the number of entries that are not this node.
 func clusterSize(c Config, env hostEnv) int {
 	if c.Peers == "" {
 		return 1
 	}
-	set := peerSet(c.Peers)
-	n := len(set) + 1
+	set, self := selfPeers(c, env)
+	return estimate(c, set, self)
+}
+
+// estimate is clusterSize from the result of selfPeers.
+func estimate(c Config, set map[string]struct{}, self map[string]bool) int {
+	n := len(set) - len(self)
+	if !c.RouteOnly {
+		n++
+	}
+	return n
+}
+
+// selfPeers returns the distinct host:port entries of Peers and, among
+// them, those that are this node by the rules of clusterSize.
+func selfPeers(c Config, env hostEnv) (set map[string]struct{}, self map[string]bool) {
+	set = peerSet(c.Peers)
+	self = make(map[string]bool)
 	if c.ClusterPort == RandomPort {
-		return n
+		return set, self
 	}
 	port := strconv.Itoa(c.ClusterPort)
-	self := 0 // entries that are this node
 	var undecided []string
 	for hp := range set {
 		h, p, _ := net.SplitHostPort(hp)
 		switch {
 		case p != port:
 		case isSelfHost(c.Host, h):
-			self++
+			self[hp] = true
 		default:
 			undecided = append(undecided, h)
 		}
@@ -439,16 +493,17 @@ func clusterSize(c Config, env hostEnv) int {
 		resolved := resolveAll(env, append(undecided, c.Host))
 		listen := listenAddrs(c.Host, resolved[c.Host], env)
 		for _, h := range undecided {
+			hp := net.JoinHostPort(h, port)
 			if addrs, ok := resolved[h]; ok {
 				if slices.ContainsFunc(addrs, func(a string) bool { _, ok := listen[a]; return ok }) {
-					self++
+					self[hp] = true
 				}
 			} else if isSelfName(c, env.hostname, h) {
-				self++
+				self[hp] = true
 			}
 		}
 	}
-	return len(set) - self + 1
+	return set, self
 }
 
 // resolveAll returns the addresses of each host, in canonical string form,

@@ -50,6 +50,10 @@ func TestValidateRejectsBadFields(t *testing.T) {
 		{"URL bad scheme", func(c *Config) { c.URL = "http://h:4222" }, "URL", `"http://h:4222"`},
 		{"URL empty entry", func(c *Config) { c.URL = "nats://a:4222,,nats://b:4222" }, "URL", `entry 2 "": empty entry`},
 		{"URL port", func(c *Config) { c.URL = "nats://h:0" }, "URL", `"nats://h:0"`},
+		{"RouteOnly without Peers", func(c *Config) { c.RouteOnly = true }, "Peers", `"": required with RouteOnly`},
+		{"RouteOnly with URL", func(c *Config) {
+			c.RouteOnly, c.URL = true, "nats://u:pw@h:4222"
+		}, "RouteOnly", `true: meaningless with URL "nats://u:xxxxx@h:4222"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,6 +112,7 @@ func TestValidateAccepts(t *testing.T) {
 		{NodeID: "n", Peers: " nats://a:6222 , nats-route://b:6222,tls://[::1]:6222"},
 		{NodeID: "n", Peers: "nats://u:p@a:6222"},
 		{NodeID: "n", URL: "nats://a:4222, tls://b, ws://c:80, wss://d"},
+		{NodeID: "n", RouteOnly: true, Peers: "nats://a:6222"},
 		// Embedded-only fields are ignored in URL mode.
 		{NodeID: "n", URL: "nats://a:4222", ClientPort: 70000, Peers: "bad", Host: "a b"},
 	} {
@@ -135,6 +140,9 @@ func TestDefaults(t *testing.T) {
 	}
 	if want := filepath.Join(os.TempDir(), "ronin", "n1"); c.DataDir != want {
 		t.Errorf("DataDir = %q, want %q", c.DataDir, want)
+	}
+	if got := (Config{NodeID: "n1", RouteOnly: true, Peers: "nats://a:1"}).withDefaults().DataDir; got != "" {
+		t.Errorf("RouteOnly: DataDir = %q, want none", got)
 	}
 	kept := Config{NodeID: "n1", Host: "::1", ClientPort: 1, ClusterPort: 2, ClusterName: "c", DataDir: "/d"}
 	if got := kept.withDefaults(); got.Host != "::1" || got.ClientPort != 1 || got.ClusterPort != 2 ||
@@ -209,6 +217,10 @@ func TestClusterSize(t *testing.T) {
 		{"host name", Config{ClusterPort: 6222, Peers: "nats://testhost.svc:6222,nats://other:6222"}, 2},
 		{"host name exact", Config{ClusterPort: 6222, Peers: "nats://TESTHOST:6222,nats://other:6222"}, 2},
 		{"NodeID name resolving elsewhere", Config{NodeID: "ronin-0", ClusterPort: 6222, Peers: "nats://ronin-0.elsewhere:6222,nats://other:6222"}, 3},
+		// A route-only node does not count itself.
+		{"route-only, self listed", Config{RouteOnly: true, ClusterPort: 6222, Peers: "nats://127.0.0.1:6222,nats://127.0.0.1:6223,nats://127.0.0.1:6224"}, 2},
+		{"route-only, self not listed", Config{RouteOnly: true, ClusterPort: 6222, Peers: "nats://127.0.0.1:6223,nats://127.0.0.1:6224,nats://127.0.0.1:6225"}, 3},
+		{"route-only, random cluster port", Config{RouteOnly: true, ClusterPort: RandomPort, Peers: "nats://127.0.0.1:6223,nats://127.0.0.1:6224"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

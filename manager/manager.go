@@ -24,6 +24,7 @@ const (
 	readyPoll         = 100 * time.Millisecond // ReadyForConnections slice
 	jsBackoffMin      = 50 * time.Millisecond  // first JetStream probe retry
 	jsBackoffMax      = time.Second            // cap of the doubling backoff
+	jsRouteBackoffMax = 250 * time.Millisecond // its cap on a route-only server
 	jsProbeMin        = 250 * time.Millisecond // first AccountInfo probe bound
 	jsProbeMax        = time.Second            // cap of the doubling probe bound
 	metaPoll          = 25 * time.Millisecond  // embedded meta-group check
@@ -35,22 +36,24 @@ const (
 // once and [Manager.Shutdown] when done. Its methods are safe for concurrent
 // use.
 type Manager struct {
-	cfg         Config // defaults applied
-	log         *slog.Logger
-	clusterSize int
-	done        chan struct{}
-	stopOnce    sync.Once
+	cfg      Config // defaults applied
+	log      *slog.Logger
+	done     chan struct{}
+	stopOnce sync.Once
+	peers    map[string]struct{} // distinct Peers entries (host:port)
+	selfPeer map[string]bool     // the entries New took for this node
 
-	mu        sync.Mutex
-	closed    bool
-	startDone chan struct{} // non-nil once Start was called; closed when it returns
-	srv       *server.Server
-	nc        *nats.Conn
-	js        jetstream.JetStream
-	clientURL string
-	replicas  int  // DefaultReplicas in URL mode, known after Start
-	clustered bool // Clustered in URL mode, known after Start
-	pingSub   *nats.Subscription
+	mu          sync.Mutex
+	clusterSize int // estimate by New, count of storing servers after Start
+	closed      bool
+	startDone   chan struct{} // non-nil once Start was called; closed when it returns
+	srv         *server.Server
+	nc          *nats.Conn
+	js          jetstream.JetStream
+	clientURL   string
+	replicas    int  // DefaultReplicas in URL mode, known after Start
+	clustered   bool // Clustered in URL mode, known after Start
+	pingSub     *nats.Subscription
 }
 
 // New applies defaults to cfg, validates it (errors wrap [ErrInvalidConfig])
@@ -74,7 +77,11 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.URL != "" {
 		return m, nil
 	}
-	m.clusterSize = clusterSize(cfg, systemHostEnv())
+	m.clusterSize = 1 // with Peers an estimate, which Start refines
+	if cfg.Peers != "" {
+		m.peers, m.selfPeer = selfPeers(cfg, systemHostEnv())
+		m.clusterSize = estimate(cfg, m.peers, m.selfPeer)
+	}
 	if err := checkPortFree(cfg.ClientHost, "ClientPort", cfg.ClientPort); err != nil {
 		return nil, err
 	}
@@ -104,7 +111,29 @@ func checkPortFree(host, field string, port int) error {
 //
 // The embedded server runs with NoSigs, JetStream (StoreDir DataDir,
 // SyncAlways unless disabled), ServerName NodeID, and with Peers also a
-// cluster listener on Host:ClusterPort and routes to Peers.
+// cluster listener on Host:ClusterPort and routes to Peers. With RouteOnly
+// it runs without JetStream, and Start returns once the storing servers'
+// JetStream answers through its routes.
+//
+// In URL mode Start fails at once, without waiting for ctx, when retrying
+// cannot help; the error wraps the cause, so errors.Is and errors.As see
+// it:
+//
+//   - the server refused the credentials: wraps nats.ErrAuthorization (or
+//     nats.ErrAuthExpired, ErrAuthRevoked, ErrAccountAuthExpired);
+//   - TLS failed: wraps nats.ErrTLS and the crypto/tls error, which wraps
+//     the crypto/x509 one (x509.UnknownAuthorityError for an unknown CA,
+//     x509.HostnameError, ...); or nats.ErrSecureConnWanted when the
+//     client wants TLS and the server offers none;
+//   - the connected server is standalone (no cluster name) and has
+//     JetStream disabled: wraps jetstream.ErrJetStreamNotEnabled (the
+//     nats.go/jetstream value, not the legacy nats.ErrJetStreamNotEnabled);
+//     or JetStream is disabled for the connection's account: wraps
+//     jetstream.ErrJetStreamNotEnabledForAccount.
+//
+// A server that cannot be reached yet, or a clustered server without
+// JetStream (whose routes may yet reach servers with it), is retried until
+// ctx ends; the error then wraps both ctx's cause and the last error.
 //
 // Start refuses to run a second live node with the same NodeID: it fails
 // with an error wrapping [ErrDuplicateNode] (naming the NodeID) after
@@ -116,19 +145,24 @@ func checkPortFree(host, field string, port int) error {
 //   - embedded with Peers, while Start runs: the server refuses a route
 //     from a server with its own name (nats-server's "duplicate name");
 //   - in any mode, once JetStream answers: a request on
-//     "_RONIN.node.<NodeID>.ping" is answered within 250 ms. Every started
-//     Manager answers that subject on the shared connection until Shutdown;
-//     nobody answering is reported by the server at once, so this costs one
-//     round trip.
+//     "_RONIN.node.<NodeID>.ping" is answered within 250 ms, or, if a
+//     subscriber exists but did not answer in that time (a busy or paused
+//     process), to a second request within 1 s. Every started Manager
+//     answers that subject on the shared connection until Shutdown; nobody
+//     answering is reported by the server at once, so this costs one round
+//     trip.
 //
 // A node restarted after its previous process died passes every check (a
 // dead client whose connection the server still holds is waited for up to
-// 250 ms and then ignored).
+// 1.25 s and then ignored).
 //
 // What the checks cannot see or prevent:
 //
 //   - Two Managers with one NodeID that start at the same moment: in URL
-//     mode each may ping before the other subscribes; embedded, each may
+//     mode each may ping before the other subscribes, or before the other's
+//     subscription has reached, through a route, the server this one is
+//     connected to (milliseconds after the other's Start returned, more in
+//     a cluster that is just forming); embedded, each may
 //     probe before the other's server listens (their servers then refuse
 //     each other's route, which fails whichever Start is still running).
 //   - An embedded twin whose route address is not in this node's Peers.
@@ -190,7 +224,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	began := time.Now()
 	var (
-		st  startup
+		st  = startup{interrupt: cancel}
 		err error
 	)
 	if m.cfg.URL != "" {
@@ -200,6 +234,9 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	if err == nil {
 		err = m.claimNodeID(ctx, &st)
+	}
+	if err == nil && st.srv != nil && m.cfg.Peers != "" {
+		st.clusterSize = m.countStoring(ctx)
 	}
 	if err == nil {
 		err = st.fatal()
@@ -217,6 +254,9 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	m.srv, m.nc, m.js, m.clientURL, m.replicas = st.srv, st.nc, st.js, st.clientURL, st.replicas
 	m.clustered, m.pingSub = st.clustered, st.pingSub
+	if st.clusterSize > 0 {
+		m.clusterSize = st.clusterSize
+	}
 	m.mu.Unlock()
 
 	m.logDurability()
@@ -228,7 +268,10 @@ func (m *Manager) Start(ctx context.Context) error {
 		"elapsed", time.Since(began).Round(time.Millisecond),
 	}
 	if st.srv != nil {
-		attrs = append(attrs, "cluster_size", m.ClusterSize(), "sync_always", !m.cfg.DisableSyncAlways)
+		attrs = append(attrs, "cluster_size", m.ClusterSize(), "route_only", m.cfg.RouteOnly)
+		if !m.cfg.RouteOnly {
+			attrs = append(attrs, "sync_always", !m.cfg.DisableSyncAlways)
+		}
 	}
 	m.log.Info("manager started", attrs...)
 	return nil
@@ -236,14 +279,22 @@ func (m *Manager) Start(ctx context.Context) error {
 
 // startup collects what Start has started so far.
 type startup struct {
-	srv       *server.Server
-	slog      *serverLogger
-	nc        *nats.Conn
-	js        jetstream.JetStream
-	clientURL string
-	replicas  int
-	clustered bool
-	pingSub   *nats.Subscription
+	srv         *server.Server
+	slog        *serverLogger
+	nc          *nats.Conn
+	js          jetstream.JetStream
+	clientURL   string
+	replicas    int
+	clustered   bool
+	pingSub     *nats.Subscription
+	clusterSize int // storing servers counted at Start; 0 if not counted
+
+	// URL mode: interrupt ends Start's ctx, with the first connection
+	// error that retrying cannot cure (connErr) as its cause.
+	interrupt context.CancelCauseFunc
+	url       string // Config.URL, passwords redacted
+	connMu    sync.Mutex
+	connErr   error
 }
 
 // close stops what was started, waiting for the server.
@@ -262,10 +313,11 @@ func (st *startup) close() {
 
 // fatal returns the server's first fatal error, if any, or an error
 // wrapping ErrDuplicateNode once the server has refused a route from a
-// server with its own name.
+// server with its own name; in URL mode, the connection's first error that
+// retrying cannot cure (see connFatal).
 func (st *startup) fatal() error {
 	if st.slog == nil {
-		return nil
+		return st.connFatal()
 	}
 	if msg := st.slog.fatalMessage(); msg != "" {
 		return fmt.Errorf("nats-server: %s", msg)
@@ -284,9 +336,11 @@ func (m *Manager) serverOptions() *server.Options {
 		Host:       c.ClientHost,
 		Port:       c.ClientPort,
 		NoSigs:     true,
-		JetStream:  true,
-		StoreDir:   c.DataDir,
-		SyncAlways: !c.DisableSyncAlways,
+	}
+	if !c.RouteOnly {
+		opts.JetStream = true
+		opts.StoreDir = c.DataDir
+		opts.SyncAlways = !c.DisableSyncAlways
 	}
 	if c.Peers != "" {
 		opts.Cluster.Name = c.ClusterName
@@ -338,14 +392,20 @@ func (m *Manager) startEmbedded(ctx context.Context, st *startup) error {
 }
 
 func (m *Manager) startRemote(ctx context.Context, st *startup) error {
+	st.url = redactList(m.cfg.URL)
 	// RetryOnFailedConnect lets the JetStream wait below, bounded by ctx,
-	// also cover a NATS deployment that is not reachable yet.
+	// also cover a NATS deployment that is not reachable yet. Errors that
+	// retrying cannot cure end the wait at once (watchConn).
 	opts := append([]nats.Option{nats.RetryOnFailedConnect(true)}, m.connOptions()...)
+	opts = append(opts, st.watchConn)
 	nc, err := nats.Connect(m.cfg.URL, opts...)
 	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", redactList(m.cfg.URL), err)
+		return fmt.Errorf("connecting to %s: %w", st.url, err)
 	}
 	st.nc = nc
+	if err := st.connFatal(); err != nil {
+		return err
+	}
 	if err := m.waitJetStream(ctx, st); err != nil {
 		return err
 	}
@@ -391,9 +451,17 @@ func (m *Manager) connOptions() []nats.Option {
 // but a split vote costs a Raft election timeout of 4-9 s) the servers drop
 // the request instead of answering it. So each probe is bounded, from
 // jsProbeMin doubling after each timeout to jsProbeMax, and a timed-out probe
-// is retried without further backoff. An embedded server also reports
-// locally whether its meta group is current: until it is, probes are spaced
-// jsProbeMax apart, and once it is the next probe goes out within metaPoll.
+// is retried without further backoff. An embedded storing server also
+// reports locally whether its meta group is current: until it is, probes
+// are spaced jsProbeMax apart, and once it is the next probe goes out within
+// metaPoll. A route-only server has no meta group (JetStreamIsCurrent stays
+// false), so it is probed like a remote deployment: only the API round trip
+// tells, and until its routes carry the storing servers' interest the
+// probe's "no responders" (ErrJetStreamNotEnabled) is retried like any
+// error reply.
+//
+// In URL mode a standalone server (no cluster name) that has JetStream
+// disabled cannot come to answer, so that fails at once (see notEnabled).
 func (m *Manager) waitJetStream(ctx context.Context, st *startup) error {
 	js, err := jetstream.New(st.nc)
 	if err != nil {
@@ -403,11 +471,18 @@ func (m *Manager) waitJetStream(ctx context.Context, st *startup) error {
 		backoff, probe = jsBackoffMin, jsProbeMin
 		notBefore      time.Time // earliest next probe
 		lastErr        error
+		localMeta      = st.srv != nil && st.srv.JetStreamEnabled() // a meta group to watch
+		maxBackoff     = jsBackoffMax
 	)
+	if st.srv != nil && !localMeta {
+		// Its routes carry the storing servers' interest within moments
+		// of their connection: ask again soon after "no responders".
+		maxBackoff = jsRouteBackoffMax
+	}
 	for attempt := 1; ; attempt++ {
 		for {
 			now := time.Now()
-			if !now.Before(notBefore) && (st.srv == nil || st.srv.JetStreamIsCurrent() ||
+			if !now.Before(notBefore) && (!localMeta || st.srv.JetStreamIsCurrent() ||
 				!now.Before(notBefore.Add(jsProbeMax))) {
 				break
 			}
@@ -434,25 +509,31 @@ func (m *Manager) waitJetStream(ctx context.Context, st *startup) error {
 		if ctx.Err() != nil {
 			return m.jetStreamTimeout(ctx, st, err)
 		}
+		if ferr := st.notEnabled(err); ferr != nil {
+			return ferr
+		}
 		m.log.Debug("JetStream not ready", "attempt", attempt, "err", err)
 		lastErr = err
 		if errors.Is(err, context.DeadlineExceeded) {
 			probe, notBefore = min(2*probe, jsProbeMax), time.Now()
 		} else {
 			notBefore = time.Now().Add(backoff)
-			backoff = min(2*backoff, jsBackoffMax)
+			backoff = min(2*backoff, maxBackoff)
 		}
 	}
 }
 
 func (m *Manager) jetStreamTimeout(ctx context.Context, st *startup, last error) error {
+	if err := st.fatal(); err != nil {
+		return err // what ended ctx (URL mode: an incurable connection error)
+	}
 	if last == nil {
 		last = errors.New("no JetStream meta leader yet")
 	}
 	if cerr := st.nc.LastError(); cerr != nil {
 		last = fmt.Errorf("%w; connection: %w", last, cerr)
 	}
-	return fmt.Errorf("waiting for JetStream: %w (last error: %v)", context.Cause(ctx), last)
+	return fmt.Errorf("waiting for JetStream: %w (last error: %w)", context.Cause(ctx), last)
 }
 
 // clientURL returns the URL clients use to reach srv; an unspecified listen
@@ -553,9 +634,30 @@ func (m *Manager) ClientURL() string {
 	return m.clientURL
 }
 
-// ClusterSize returns the number of distinct servers named by Peers, counting
-// this node once whether it is listed or not; 1 without Peers; 0 in URL
-// mode, where it is unknown. It is computed by New. Only an entry on
+// ClusterSize returns the number of servers that store (run JetStream) in
+// this node's cluster, which the election layer checks Replicas against:
+// 1 without Peers; 0 in URL mode, where it is unknown. Route-only servers
+// ([Config.RouteOnly]) never count, whatever Peers lists.
+//
+// With Peers, New makes an estimate from Peers alone (below), and Start,
+// once JetStream answers, counts the storing servers by reading the INFO
+// line that each Peers entry's route listener sends (as the duplicate
+// check does; retried for up to 2 s on a busy machine, but not after a
+// refused connection): an entry whose server reports JetStream off
+// is route-only and does not count; entries that name one server count
+// once, and one with this node's NodeID is this node; an entry that cannot
+// be read (server down, TLS on routes) counts as a storing server unless
+// the estimate took it for this node. This node counts unless it is
+// route-only. Start logs the count when it differs from the estimate. The
+// value does not change after Start. So list every storing server in
+// Peers: one that is not listed is not counted. (The size of the JetStream
+// meta group is not used: in a new cluster with route-only servers,
+// nats-server may start the meta group with fewer members than there are
+// storing servers and grow it later; 2 of 3 was seen at Start.)
+//
+// The estimate is the number of distinct servers named by Peers, counting
+// this node once whether it is listed or not (a route-only node not at
+// all), and every other entry as a storing server. Only an entry on
 // ClusterPort can be this node; it is when its host
 //
 //  1. is Host as written, or the same IP address, or Host is unspecified
@@ -570,14 +672,18 @@ func (m *Manager) ClientURL() string {
 //     is NodeID. So a Kubernetes StatefulSet pod "ronin-0" recognises
 //     "nats://ronin-0.ronin:6222" before its DNS record is published.
 //
-// An entry wrongly taken for this node makes ClusterSize one too small; one
-// not recognised makes it one too large.
-func (m *Manager) ClusterSize() int { return m.clusterSize }
+// An entry wrongly taken for this node makes the estimate one too small;
+// one not recognised makes it one too large.
+func (m *Manager) ClusterSize() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.clusterSize
+}
 
 // Clustered reports whether this node is part of a NATS cluster, where
-// buckets should be replicated: embedded, whether Peers is set; in URL
-// mode, whether the server the shared connection reached at Start reports
-// a cluster name (false before Start).
+// buckets should be replicated: embedded, whether Peers is set (always
+// with RouteOnly); in URL mode, whether the server the shared connection
+// reached at Start reports a cluster name (false before Start).
 func (m *Manager) Clustered() bool {
 	if m.cfg.URL == "" {
 		return m.cfg.Peers != ""
@@ -603,7 +709,7 @@ func (m *Manager) logDurability() {
 			"url", redactList(m.cfg.URL))
 		return
 	}
-	if !m.Clustered() {
+	if !m.Clustered() || m.cfg.RouteOnly {
 		return
 	}
 	if tmp, ok := underTempDir(m.cfg.DataDir); ok {
@@ -631,16 +737,16 @@ func underTempDir(dir string) (string, bool) {
 }
 
 // DefaultReplicas returns the replica count to use for buckets by default:
-// 1 without Peers, min(3, ClusterSize) with Peers. In URL mode it is 3 if the
-// connected server reports a cluster name and 1 otherwise; before Start it
-// is 1 there.
+// 1 without Peers, min(3, ClusterSize) with Peers (at least 1). In URL mode
+// it is 3 if the connected server reports a cluster name and 1 otherwise;
+// before Start it is 1 there.
 func (m *Manager) DefaultReplicas() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.cfg.URL != "" {
-		m.mu.Lock()
-		defer m.mu.Unlock()
 		return max(m.replicas, 1)
 	}
-	return min(maxDefaultReplica, m.clusterSize)
+	return max(1, min(maxDefaultReplica, m.clusterSize))
 }
 
 // Done returns a channel that is closed when Shutdown begins.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,10 +21,18 @@ const (
 	// nodePingTimeout bounds the wait for an answer to the NodeID ping. The
 	// usual outcome, nobody subscribed, is reported by the server at once
 	// (no responders); the timeout only runs out when a subscriber does not
-	// answer, such as a crashed client the server has not yet noticed.
-	nodePingTimeout = 250 * time.Millisecond
+	// answer, such as a crashed client the server has not yet noticed, or a
+	// live node too busy to answer in time (a GC pause, a starved CPU).
+	// Then the ping is sent once more, waiting nodePingRetryTimeout.
+	nodePingTimeout      = 250 * time.Millisecond
+	nodePingRetryTimeout = time.Second
 	// routeProbeTimeout bounds the reading of the peers' route INFO lines.
 	routeProbeTimeout = 500 * time.Millisecond
+	// countStoringWait bounds the reading of the peers' route INFO lines
+	// that countStoring retries: those that timed out, on a busy machine.
+	countStoringWait = 2 * time.Second
+	// countStoringPause spaces its attempts at one entry.
+	countStoringPause = 50 * time.Millisecond
 	// routeInfoMax caps the length of a route INFO line that is read.
 	routeInfoMax = 64 << 10
 )
@@ -65,12 +74,12 @@ func (m *Manager) probeRoutePeers(ctx context.Context) error {
 	)
 	for hp := range peerSet(m.cfg.Peers) {
 		wg.Go(func() {
-			name, err := routeServerName(ctx, hp)
+			info, err := readRouteInfo(ctx, hp)
 			if err != nil {
 				m.log.Debug("route peer not probed", "peer", hp, "err", err)
 				return
 			}
-			if name == m.cfg.NodeID {
+			if info.Name == m.cfg.NodeID {
 				mu.Lock()
 				found = hp
 				mu.Unlock()
@@ -85,33 +94,134 @@ func (m *Manager) probeRoutePeers(ctx context.Context) error {
 	return nil
 }
 
+// sleep waits d or until ctx ends, and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// routeInfo is what Start reads from the INFO line of a route listener.
+type routeInfo struct {
+	Name      string `json:"server_name"`
+	JetStream bool   `json:"jetstream"` // false on a route-only server
+}
+
 // routeServerName dials the route listener at hostport, reads the INFO
 // line it sends first and returns its server_name. It closes the connection
 // without sending anything.
 func routeServerName(ctx context.Context, hostport string) (string, error) {
+	info, err := readRouteInfo(ctx, hostport)
+	return info.Name, err
+}
+
+// readRouteInfo dials the route listener at hostport, reads the INFO line
+// it sends first and returns its server name and whether the server runs
+// JetStream. It closes the connection without sending anything.
+func readRouteInfo(ctx context.Context, hostport string) (routeInfo, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", hostport)
 	if err != nil {
-		return "", err
+		return routeInfo{}, err
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 	line, err := bufio.NewReaderSize(conn, routeInfoMax).ReadSlice('\n')
 	if err != nil {
-		return "", err
+		return routeInfo{}, err
 	}
 	rest, ok := bytes.CutPrefix(line, []byte("INFO "))
 	if !ok {
-		return "", errors.New("no INFO line")
+		return routeInfo{}, errors.New("no INFO line")
 	}
-	var info struct {
-		Name string `json:"server_name"`
-	}
+	var info routeInfo
 	if err := json.Unmarshal(bytes.TrimSpace(rest), &info); err != nil {
-		return "", fmt.Errorf("bad INFO line: %w", err)
+		return routeInfo{}, fmt.Errorf("bad INFO line: %w", err)
 	}
-	return info.Name, nil
+	return info, nil
+}
+
+// countStoring returns the number of storing servers (JetStream on) among
+// this node and the servers named by Peers, reading the INFO line of every
+// Peers entry's route listener (attempts of routeProbeTimeout; one that
+// failed otherwise than by a refused connection is retried within
+// countStoringWait):
+//
+//   - an entry whose INFO says JetStream is off (a route-only server) does
+//     not count, nor does one that carries this node's NodeID;
+//   - entries that carry one server name count once;
+//   - an entry that cannot be read (down, TLS on routes, not reached in
+//     time) counts unless New took it for this node: a storing server
+//     that is down still counts.
+//
+// This node counts unless it is route-only. It is called once JetStream
+// answers and the NodeID is claimed, so this node's own listener answers
+// with its name.
+func (m *Manager) countStoring(ctx context.Context) int {
+	ctx, cancel := context.WithTimeout(ctx, countStoringWait)
+	defer cancel()
+	type result struct {
+		info routeInfo
+		err  error
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		results = make(map[string]result, len(m.peers))
+	)
+	for hp := range m.peers {
+		wg.Go(func() {
+			var r result
+			for {
+				actx, cancel := context.WithTimeout(ctx, routeProbeTimeout)
+				r.info, r.err = readRouteInfo(actx, hp)
+				cancel()
+				if r.err == nil || errors.Is(r.err, syscall.ECONNREFUSED) || !sleep(ctx, countStoringPause) {
+					break
+				}
+			}
+			mu.Lock()
+			results[hp] = r
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+
+	storing := make(map[string]bool) // server names, or entries if unnamed
+	if !m.cfg.RouteOnly {
+		storing[m.cfg.NodeID] = true
+	}
+	var routeOnly, unread []string
+	for hp, r := range results {
+		switch {
+		case r.err == nil && r.info.Name == m.cfg.NodeID:
+		case r.err == nil && !r.info.JetStream:
+			routeOnly = append(routeOnly, hp)
+		case r.err == nil && r.info.Name != "":
+			storing[r.info.Name] = true
+		case r.err == nil:
+			storing[hp] = true
+		case m.selfPeer[hp]:
+		default:
+			storing[hp] = true
+			unread = append(unread, hp+": "+r.err.Error())
+		}
+	}
+	n := len(storing)
+	m.mu.Lock()
+	estimate := m.clusterSize
+	m.mu.Unlock()
+	if n != estimate || len(unread) > 0 {
+		m.log.Info("storing servers counted", "cluster_size", n, "estimate_from_peers", estimate,
+			"route_only_peers", routeOnly, "unread_peers_counted", unread)
+	}
+	return n
 }
 
 // claimNodeID asks on the NodeID's ping subject whether another Manager
@@ -120,9 +230,19 @@ func routeServerName(ctx context.Context, hostport string) (string, error) {
 // connection is closed. It returns once the server has the subscription.
 func (m *Manager) claimNodeID(ctx context.Context, st *startup) error {
 	subj := nodePingSubject(m.cfg.NodeID)
-	pctx, cancel := context.WithTimeout(ctx, nodePingTimeout)
-	msg, err := st.nc.RequestWithContext(pctx, subj, nil)
-	cancel()
+	var (
+		msg *nats.Msg
+		err error
+	)
+	for _, timeout := range []time.Duration{nodePingTimeout, nodePingRetryTimeout} {
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		msg, err = st.nc.RequestWithContext(pctx, subj, nil)
+		cancel()
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			break
+		}
+		m.log.Debug("NodeID ping unanswered: someone subscribes but did not answer in time", "timeout", timeout)
+	}
 	switch {
 	case err == nil:
 		var a nodeAnswer
