@@ -357,19 +357,26 @@ func (c *cluster) watch(ctx context.Context, timeout time.Duration, done func(ow
 	}
 }
 
-// owners returns each shard's owner ("" if none) as a live node sees it.
+// owners returns each shard's owner ("" if none): the first live node's
+// view of the cluster, with every node's own shards laid over it, which
+// that node runs already while its write is on its way to the others'
+// views. So the map never shows a shard free while its handler runs.
 func (c *cluster) owners() []string {
+	var out []string
 	for _, n := range c.nodes {
 		if n.group == nil {
 			continue
 		}
-		var out []string
-		for _, a := range n.group.Assignment() {
-			out = append(out, a.Node)
+		if out == nil {
+			for _, a := range n.group.Assignment() {
+				out = append(out, a.Node)
+			}
 		}
-		return out
+		for id := range n.group.Owned() {
+			out[id] = n.cfg.NodeID
+		}
 	}
-	return nil
+	return out
 }
 
 // settled returns a condition: every shard runs on one of live, spread
