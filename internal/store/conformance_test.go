@@ -142,9 +142,13 @@ var table = []row{
 		{op: opCreate, key: "a", val: "v1", as: "a1", want: "ok"},
 		{op: opCreate, key: "b", val: "v1", as: "b1", want: "ok"},
 		{op: opCreate, key: "c", val: "v1", as: "c1", want: "ok"},
+		// A watcher that has not yet read a revision when it is replaced
+		// never sees it (History 1 keeps the last one per key), so every
+		// revision is read before its key is written again.
+		{op: opNext, w: "empty", n: 3, want: "a:put b:put c:put"},
 		{op: opUpdate, key: "a", val: "v2", rev: "a1", as: "a2", want: "ok"},
 		{op: opDelete, key: "b", rev: "b1", want: "ok"},
-		{op: opNext, w: "empty", n: 5, want: "a:put b:put c:put a:put b:del"},
+		{op: opNext, w: "empty", n: 2, want: "a:put b:del"},
 		{op: opWatch, w: "w", want: "ok"},
 		// The last write of every key, in revision order, markers included.
 		{op: opNext, w: "w", n: 4, want: "c:put a:put b:del nil"},
@@ -260,7 +264,7 @@ var table = []row{
 		{op: opNext, w: "w", n: 2, want: "a:put nil"},
 		{op: opDropBkt, want: "ok"},
 		{op: opQuiet, w: "w", want: "quiet"},
-		// Silent until the consumer misses two heartbeats (about 1 s).
+		// Silent until the consumer misses two heartbeats (about 2 s).
 		{op: opClose, w: "w", wait: 10 * time.Second, want: "closed"},
 	}},
 	{name: "watcher of a deleted bucket does not follow its next incarnation", slow: true, steps: []step{

@@ -34,7 +34,7 @@ type Backend struct {
 
 // openAttemptTimeout bounds one attempt of Open: while a restarted cluster
 // recovers, the JetStream API may not answer at all.
-const openAttemptTimeout = 2 * time.Second
+const openAttemptTimeout = time.Second
 
 // Open opens or creates spec's bucket, retrying transient errors (JetStream
 // warming up, no meta leader yet) with backoff until ctx ends. Errors that
@@ -247,7 +247,7 @@ func (b *bucket) Get(ctx context.Context, key string) (store.Entry, error) {
 // missed heartbeats make the client recreate the watch's consumer: the
 // consumer is a single replica on one server, and when that server stops
 // the watch would otherwise go silent without an error.
-const watchHeartbeat = 500 * time.Millisecond
+const watchHeartbeat = time.Second
 
 // Watch delivers every key's last entry, then nil, then every later
 // write. It reads the stream through an ordered consumer that resumes
@@ -371,10 +371,25 @@ func (w *watcher) verify() {
 	}
 	go func() {
 		defer w.checking.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), openAttemptTimeout)
-		defer cancel()
-		if errors.Is(w.check(ctx), store.ErrBucketGone) {
-			_ = w.Stop()
+		// Until the check is conclusive: the consumer may be recreated on
+		// a new incarnation of the name meanwhile, and then no further
+		// error would come.
+		for range 20 {
+			ctx, cancel := context.WithTimeout(context.Background(), openAttemptTimeout)
+			err := w.check(ctx)
+			cancel()
+			switch {
+			case err == nil:
+				return // the same bucket: the consumer was only recreated
+			case errors.Is(err, store.ErrBucketGone):
+				_ = w.Stop()
+				return
+			}
+			select {
+			case <-w.done:
+				return
+			case <-time.After(watchHeartbeat / 2):
+			}
 		}
 	}()
 }

@@ -34,7 +34,7 @@
 //     Get and Watch do too (jsstore returns unmapped errors there; see the
 //     conformance table).
 //   - A running watcher goes silent until its consumer misses two
-//     heartbeats (jsstore asks for one every 500 ms), WatchResetDelay after
+//     heartbeats (jsstore asks for one every second), WatchResetDelay after
 //     the delete; then it delivers what it had queued and its channel
 //     closes, whether or not the name was opened again meanwhile (jsstore
 //     checks the stream's creation time before it would follow a new
@@ -68,7 +68,7 @@ import (
 // WatchResetDelay is how long after DeleteBucket a running watcher of the
 // deleted bucket notices the loss and closes: two heartbeat periods of
 // jsstore's watch consumer.
-const WatchResetDelay = time.Second
+const WatchResetDelay = 2 * time.Second
 
 // Store is one in-memory store process with many buckets. Its methods are
 // safe for concurrent use.
