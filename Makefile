@@ -9,7 +9,7 @@ CHAOS_CI_DURATION ?= 3m
 CHAOS_CI_SEED ?= 1
 
 # The simulator's fixed-seed slice that `make test` runs; raise it for a soak.
-SIM_SCENARIOS ?= 2000
+SIM_SCENARIOS ?= 1200
 SIM_SEED ?= 1
 # SIM_FOCUS=purge (or slow, partition, pause, suspend, crash, delete, observer) makes half the
 # faults of one kind; rotate (the default) cycles through them seed by seed.
