@@ -83,8 +83,12 @@ func NewManager(cfg ServerConfig) (*Manager, error) {
 }
 
 // Start starts the server and connection and returns once JetStream is
-// usable, retrying until ctx ends. Nodes of a new cluster must be started
-// concurrently: JetStream needs a quorum of them.
+// usable, retrying unreachable servers until ctx ends. Errors no retry
+// cures fail at once, wrapping the nats error: wrong credentials
+// (nats.ErrAuthorization), a TLS certificate that does not verify, a
+// standalone server without JetStream (jetstream.ErrJetStreamNotEnabled),
+// another live node with this NodeID (ErrDuplicateNode). Nodes of a new
+// cluster must be started concurrently: JetStream needs a quorum of them.
 func (m *Manager) Start(ctx context.Context) error {
 	if err := m.node.Start(ctx); err != nil {
 		return err

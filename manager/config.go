@@ -107,8 +107,11 @@ type Config struct {
 	// every server's configuration. Start logs a reminder.
 	//
 	// The connection's user needs permission to publish and subscribe
-	// "_RONIN.>" (the duplicate-NodeID check, see [Manager.Start]) besides
-	// what JetStream and the key-value buckets need.
+	// "$JS.API.>", "$KV.<bucket>.>" for each bucket, "$JS.FC.>", "_INBOX.>"
+	// and "_RONIN.>" (the duplicate-NodeID check, see [Manager.Start]),
+	// with allow_responses: without it the check's reply is dropped and a
+	// second node with the same NodeID is not refused. docs/production.md
+	// has the tested permission set.
 	URL string
 
 	// NATSOptions are extra options for the shared connection (credentials,

@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nonchan7720/ronin/internal/backoff"
 )
 
 // Timing of Start's readiness checks.
@@ -468,16 +470,16 @@ func (m *Manager) waitJetStream(ctx context.Context, st *startup) error {
 		return fmt.Errorf("creating JetStream context: %w", err)
 	}
 	var (
-		backoff, probe = jsBackoffMin, jsProbeMin
-		notBefore      time.Time // earliest next probe
-		lastErr        error
-		localMeta      = st.srv != nil && st.srv.JetStreamEnabled() // a meta group to watch
-		maxBackoff     = jsBackoffMax
+		probe     = jsProbeMin
+		notBefore time.Time // earliest next probe
+		lastErr   error
+		localMeta = st.srv != nil && st.srv.JetStreamEnabled() // a meta group to watch
+		wait      = backoff.New(jsBackoffMin, jsBackoffMax)
 	)
 	if st.srv != nil && !localMeta {
 		// Its routes carry the storing servers' interest within moments
 		// of their connection: ask again soon after "no responders".
-		maxBackoff = jsRouteBackoffMax
+		wait = backoff.New(jsBackoffMin, jsRouteBackoffMax)
 	}
 	for attempt := 1; ; attempt++ {
 		for {
@@ -517,8 +519,7 @@ func (m *Manager) waitJetStream(ctx context.Context, st *startup) error {
 		if errors.Is(err, context.DeadlineExceeded) {
 			probe, notBefore = min(2*probe, jsProbeMax), time.Now()
 		} else {
-			notBefore = time.Now().Add(backoff)
-			backoff = min(2*backoff, maxBackoff)
+			notBefore = time.Now().Add(wait.Next())
 		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/nonchan7720/ronin/internal/clock"
 )
 
 // Timing of the duplicate-NodeID checks made by Start.
@@ -94,18 +96,6 @@ func (m *Manager) probeRoutePeers(ctx context.Context) error {
 	return nil
 }
 
-// sleep waits d or until ctx ends, and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // routeInfo is what Start reads from the INFO line of a route listener.
 type routeInfo struct {
 	Name      string `json:"server_name"`
@@ -182,7 +172,7 @@ func (m *Manager) countStoring(ctx context.Context) int {
 				actx, cancel := context.WithTimeout(ctx, routeProbeTimeout)
 				r.info, r.err = readRouteInfo(actx, hp)
 				cancel()
-				if r.err == nil || errors.Is(r.err, syscall.ECONNREFUSED) || !sleep(ctx, countStoringPause) {
+				if r.err == nil || errors.Is(r.err, syscall.ECONNREFUSED) || !clock.Sleep(ctx, clock.Real(), countStoringPause) {
 					break
 				}
 			}
