@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
 // TestBucketDeletedUnderLeader is the review's E1/E2 break on real
@@ -17,7 +18,7 @@ import (
 // opens it again explicitly leads only after the old leader's deadline,
 // with a token above the old one.
 func TestBucketDeletedUnderLeader(t *testing.T) {
-	c := NewCluster(t, 3)
+	c := ronintest.NewCluster(t, 3)
 	ttl := 2 * time.Second
 	old := startCandidate(t, c.Manager(0), candidateConfig("old", "doomed", "k", ttl))
 	leaderOf(t, ttl+10*time.Second, old)
@@ -40,7 +41,7 @@ func TestBucketDeletedUnderLeader(t *testing.T) {
 	_, err = js.KeyValue(ctx, "doomed")
 	require.ErrorIs(t, err, jetstream.ErrBucketNotFound, "nothing recreated the bucket")
 
-	h := NewHistory()
+	h := ronintest.NewHistory()
 	watchAll(h, "k", old)
 	late := startCandidate(t, c.Manager(2), candidateConfig("late", "doomed", "k", ttl))
 	watchAll(h, "k", late)

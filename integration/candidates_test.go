@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
 // running is a candidate whose Run goroutine the test owns.
@@ -77,7 +78,7 @@ func candidateConfig(id, bucket, key string, ttl time.Duration) ronin.CandidateC
 func leaderOf(t *testing.T, timeout time.Duration, rs ...*running) *running {
 	t.Helper()
 	var leader *running
-	Eventually(t, timeout, func() bool {
+	ronintest.Eventually(t, timeout, func() bool {
 		leader = nil
 		n := 0
 		for _, r := range rs {
@@ -91,13 +92,13 @@ func leaderOf(t *testing.T, timeout time.Duration, rs ...*running) *running {
 }
 
 // watchAll adds candidates to a history under key.
-func watchAll(h *History, key string, rs ...*running) {
+func watchAll(h *ronintest.History, key string, rs ...*running) {
 	for _, r := range rs {
 		h.Add(key, r.id, r.Candidate)
 	}
 }
 
-func requireClean(t *testing.T, h *History) []Term {
+func requireClean(t *testing.T, h *ronintest.History) []ronintest.Term {
 	t.Helper()
 	violations, terms := h.Stop()
 	require.Empty(t, violations, "history violations")
@@ -116,7 +117,7 @@ func names(prefix string, n int) []string {
 // OnSteppingDown runs before the key is released, so work it stops never
 // overlaps the successor's term.
 func TestSteppingDownReturnsBeforeTheSuccessorIsElected(t *testing.T) {
-	c := NewCluster(t, 1)
+	c := ronintest.NewCluster(t, 1)
 	var mu sync.Mutex
 	var steppedDownAt, electedAt time.Time
 	cfg := candidateConfig("a", "order", "k", time.Second)

@@ -10,12 +10,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
 // TestSingleCandidateLifecycle checks the spec's example semantics on one
 // node: elected, stable token, callbacks in order, resign before Run returns.
 func TestSingleCandidateLifecycle(t *testing.T) {
-	c := NewCluster(t, 1)
+	c := ronintest.NewCluster(t, 1)
 	r := startCandidate(t, c.Manager(0), candidateConfig("worker-1", "election_bucket", "shard_01", time.Second))
 	tok := <-r.elected
 	require.True(t, r.IsLeader())
@@ -34,8 +35,8 @@ func TestSingleCandidateLifecycle(t *testing.T) {
 func TestGracefulHandover(t *testing.T) {
 	for _, nodes := range []int{1, 3} {
 		t.Run(fmt.Sprintf("nodes=%d", nodes), func(t *testing.T) {
-			c := NewCluster(t, nodes)
-			h := NewHistory()
+			c := ronintest.NewCluster(t, nodes)
+			h := ronintest.NewHistory()
 			var rs []*running
 			for i, id := range names("c", 3) {
 				r := startCandidate(t, c.Manager(i%nodes), candidateConfig(id, "handover", "k", 2*time.Second))
@@ -72,26 +73,26 @@ func TestGracefulHandover(t *testing.T) {
 // TestLaterCandidateSeesLeader: a candidate that starts while another leads
 // gets OnLeaderChange(thatID) promptly and does not lead.
 func TestLaterCandidateSeesLeader(t *testing.T) {
-	c := NewCluster(t, 1)
+	c := ronintest.NewCluster(t, 1)
 	a := startCandidate(t, c.Manager(0), candidateConfig("a", "later", "k", time.Second))
 	<-a.elected
 	b := startCandidate(t, c.Manager(0), candidateConfig("b", "later", "k", time.Second))
-	Eventually(t, time.Second, func() bool {
+	ronintest.Eventually(t, time.Second, func() bool {
 		ev := b.Events()
 		return len(ev) > 0 && ev[0] == "leader:a"
 	}, "b sees a as leader: %v", b.Events())
 	require.False(t, b.IsLeader())
 	a.stop()
 	<-b.elected
-	Eventually(t, time.Second, func() bool { return len(b.Events()) >= 4 }, "events: %v", b.Events())
+	ronintest.Eventually(t, time.Second, func() bool { return len(b.Events()) >= 4 }, "events: %v", b.Events())
 	assert.Equal(t, []string{"leader:a", "leader:", "elected", "leader:b"}, b.Events())
 }
 
 // TestConcurrentCampaigns starts many candidates for one key at once over a
 // 3-node cluster: exactly one leads at any instant.
 func TestConcurrentCampaigns(t *testing.T) {
-	c := NewCluster(t, 3)
-	h := NewHistory()
+	c := ronintest.NewCluster(t, 3)
+	h := ronintest.NewHistory()
 	var rs []*running
 	for i, id := range names("c", 9) {
 		r := startCandidate(t, c.Manager(i%3), candidateConfig(id, "race", "k", time.Second))
@@ -115,8 +116,8 @@ func TestConcurrentCampaigns(t *testing.T) {
 func TestLeaderCrash(t *testing.T) {
 	for _, kill := range []string{"connection", "server"} {
 		t.Run(kill, func(t *testing.T) {
-			c := NewCluster(t, 3)
-			h := NewHistory()
+			c := ronintest.NewCluster(t, 3)
+			h := ronintest.NewHistory()
 			ttl := time.Second
 			a := startCandidate(t, c.Manager(0), candidateConfig("a", "crash", "k", ttl))
 			<-a.elected
@@ -154,10 +155,10 @@ func TestLeaderCrash(t *testing.T) {
 // by its own clock before anyone else is elected, and stay a follower after
 // the link returns.
 func TestPausedLeader(t *testing.T) {
-	c := NewCluster(t, 3)
+	c := ronintest.NewCluster(t, 3)
 	far, p := startFarNode(t, c)
 
-	h := NewHistory()
+	h := ronintest.NewHistory()
 	ttl := time.Second
 	a := startCandidate(t, far, candidateConfig("a", "pause", "k", ttl))
 	<-a.elected
@@ -181,15 +182,15 @@ func TestPausedLeader(t *testing.T) {
 // stream, where no candidate runs: with a TTL well above the Raft failover
 // time, the leader keeps its key and its token.
 func TestStreamLeaderOutage(t *testing.T) {
-	c := NewCluster(t, 3)
+	c := ronintest.NewCluster(t, 3)
 	ttl := 15 * time.Second
 	// Create the bucket from node 0, then find its stream leader.
 	probe, err := c.Manager(0).NewCandidate(candidateConfig("probe", "outage", "k", ttl))
 	require.NoError(t, err)
 	_ = probe
 	victim := -1
-	Eventually(t, 10*time.Second, func() bool { victim = c.StreamLeader("outage"); return victim >= 0 }, "stream leader")
-	h := NewHistory()
+	ronintest.Eventually(t, 10*time.Second, func() bool { victim = c.StreamLeader("outage"); return victim >= 0 }, "stream leader")
+	h := ronintest.NewHistory()
 	var rs []*running
 	for i := range 3 {
 		if i == victim {
@@ -214,8 +215,8 @@ func TestStreamLeaderOutage(t *testing.T) {
 // TestShutdownWithRunningLeader shuts a Manager down while its candidate
 // still runs (the order the spec warns about): leadership moves promptly.
 func TestShutdownWithRunningLeader(t *testing.T) {
-	c := NewCluster(t, 3)
-	h := NewHistory()
+	c := ronintest.NewCluster(t, 3)
+	h := ronintest.NewHistory()
 	a := startCandidate(t, c.Manager(0), candidateConfig("a", "shutdown", "k", 5*time.Second))
 	<-a.elected
 	b := startCandidate(t, c.Manager(1), candidateConfig("b", "shutdown", "k", 5*time.Second))
@@ -241,7 +242,7 @@ func TestShutdownWithRunningLeader(t *testing.T) {
 // TestFullRestartRevsGrow stops every node at once without resigning and
 // restarts them from their data dirs: new tokens exceed every old one (E2).
 func TestFullRestartRevsGrow(t *testing.T) {
-	c := NewCluster(t, 3)
+	c := ronintest.NewCluster(t, 3)
 	var max uint64
 	var rs []*running
 	for i := range 3 {
@@ -259,7 +260,7 @@ func TestFullRestartRevsGrow(t *testing.T) {
 	}
 	errs := make(chan error, 3)
 	for i := range 3 {
-		go func() { errs <- c.start(i) }()
+		go func() { errs <- c.Restart(context.Background(), i) }()
 	}
 	for range 3 {
 		require.NoError(t, <-errs)
@@ -273,10 +274,10 @@ func TestFullRestartRevsGrow(t *testing.T) {
 
 // startFarNode starts a Manager "far" without a server of its own, reaching
 // node 0 of c through a proxy that the test can pause.
-func startFarNode(t *testing.T, c *Cluster) (*ronin.Manager, *Proxy) {
+func startFarNode(t *testing.T, c *ronintest.Cluster) (*ronin.Manager, *ronintest.Proxy) {
 	t.Helper()
-	p := NewProxy(t, c.Manager(0).ClientURL()[len("nats://"):])
-	far, err := ronin.NewManager(ronin.ServerConfig{NodeID: "far", URL: p.URL(), Logger: TestLogger()})
+	p := ronintest.NewProxy(t, c.Manager(0).ClientURL()[len("nats://"):])
+	far, err := ronin.NewManager(ronin.ServerConfig{NodeID: "far", URL: p.URL(), Logger: ronintest.Logger()})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -294,7 +295,7 @@ func maxU(a, b uint64) uint64 {
 
 // TestBadCandidateConfig: every bad field is refused with its name and value.
 func TestBadCandidateConfig(t *testing.T) {
-	c := NewCluster(t, 1)
+	c := ronintest.NewCluster(t, 1)
 	m := c.Manager(0)
 	ok := candidateConfig("a", "valid", "k", time.Second)
 	tests := []struct {
@@ -328,7 +329,7 @@ func TestBadCandidateConfig(t *testing.T) {
 // TestBucketSettingsMustAgree: TTL and Replicas of a bucket must match,
 // in-process and against a bucket that exists in the cluster.
 func TestBucketSettingsMustAgree(t *testing.T) {
-	c := NewCluster(t, 3)
+	c := ronintest.NewCluster(t, 3)
 	_, err := c.Manager(0).NewCandidate(candidateConfig("a", "shared", "k", 2*time.Second))
 	require.NoError(t, err)
 

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
 // failFastBound is how soon a misconfiguration must be reported.
@@ -49,7 +50,7 @@ func startPlainServer(t *testing.T, noJS bool, edit func(*server.Options)) *serv
 // when the test ends.
 func startURLNode(t *testing.T, cfg ronin.ServerConfig) (*ronin.Manager, error, time.Duration) {
 	t.Helper()
-	cfg.Logger = TestLogger()
+	cfg.Logger = ronintest.Logger()
 	m, err := ronin.NewManager(cfg)
 	require.NoError(t, err)
 	t.Cleanup(m.Shutdown)
@@ -154,19 +155,20 @@ func TestFailFastReplicasAboveServers(t *testing.T) {
 // TestFailFastDuplicateNodeID: a node with the NodeID of a live cluster
 // member is refused within the bound, embedded and in URL mode.
 func TestFailFastDuplicateNodeID(t *testing.T) {
-	c := NewCluster(t, 3)
+	c := ronintest.NewCluster(t, 3)
 	// The URL-mode twin of n2 connects to n1's server, which learns of n2's
 	// answering subscription through a route some milliseconds after n2
 	// started: until then nobody answers there (a documented gap of the
 	// check). Wait until n1's server routes the ping to n2.
 	nc, err := nats.Connect(c.Manager(0).ClientURL())
 	require.NoError(t, err)
-	Eventually(t, 5*time.Second, func() bool {
+	ronintest.Eventually(t, 5*time.Second, func() bool {
 		_, err := nc.Request("_RONIN.node.n2.ping", nil, 100*time.Millisecond)
 		return err == nil
 	}, "n2's ping subscription never reached n1's server")
 	nc.Close()
-	ports := FreePorts(t, 2)
+	ports, err := ronintest.FreePorts(2)
+	require.NoError(t, err)
 	cfg := c.Node(0).Config
 	cfg.ClientPort, cfg.ClusterPort, cfg.DataDir = ports[0], ports[1], t.TempDir()
 	for _, twin := range []ronin.ServerConfig{cfg, {NodeID: "n2", URL: c.Manager(0).ClientURL()}} {

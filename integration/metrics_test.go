@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
 // series is one metric point: name plus the attributes that matter here.
@@ -47,7 +48,7 @@ func collect(t *testing.T, r *sdkmetric.ManualReader) map[series]int64 {
 // ManualReader: present from the start, with the right values and
 // attributes, following a handover.
 func TestCandidateMetrics(t *testing.T) {
-	c := NewCluster(t, 1)
+	c := ronintest.NewCluster(t, 1)
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
@@ -60,7 +61,7 @@ func TestCandidateMetrics(t *testing.T) {
 	a := startCandidate(t, c.Manager(0), cfg("a"))
 	tok := <-a.elected
 	b := startCandidate(t, c.Manager(0), cfg("b"))
-	Eventually(t, 2*time.Second, func() bool {
+	ronintest.Eventually(t, 2*time.Second, func() bool {
 		return collect(t, reader)[series{"election.leader_changes_total", "b", ""}] == 1
 	}, "b saw the leader")
 
@@ -77,7 +78,7 @@ func TestCandidateMetrics(t *testing.T) {
 
 	a.stop()
 	<-b.elected
-	Eventually(t, 2*time.Second, func() bool {
+	ronintest.Eventually(t, 2*time.Second, func() bool {
 		got := collect(t, reader)
 		return got[series{"election.leader_status", "b", ""}] == 1 &&
 			got[series{"election.leader_changes_total", "b", ""}] == 2
@@ -90,16 +91,16 @@ func TestCandidateMetrics(t *testing.T) {
 
 // TestShardMetrics: owned and ownerless gauges and the handoff counter.
 func TestShardMetrics(t *testing.T) {
-	c := NewCluster(t, 1)
+	c := ronintest.NewCluster(t, 1)
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
-	log := newShardLog()
+	log := ronintest.NewShardLog()
 	cfg := shardConfig("shardmetrics", 8, time.Second)
 	cfg.MeterProvider = mp
 	g := startGroup(t, c.Manager(0), cfg, log)
 	settled(t, log, 8, []string{"n1"}, 10*time.Second)
-	Eventually(t, 2*time.Second, func() bool {
+	ronintest.Eventually(t, 2*time.Second, func() bool {
 		got := collect(t, reader)
 		return got[series{"shard.owned", "", "n1"}] == 8 && got[series{"shard.ownerless", "", "n1"}] == 0
 	}, "owned 8: %v", collect(t, reader))

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
 // syncBuffer is a log sink safe for concurrent writers.
@@ -39,9 +40,9 @@ func (b *syncBuffer) count(s string) int {
 // (not at every retry), keeps Run going, and rejoins by itself when the
 // store answers again.
 func TestCutOffNodeStepsDownReportsAndRejoins(t *testing.T) {
-	c := NewCluster(t, 1)
+	c := ronintest.NewCluster(t, 1)
 	logs := &syncBuffer{}
-	p := NewProxy(t, c.Manager(0).ClientURL()[len("nats://"):])
+	p := ronintest.NewProxy(t, c.Manager(0).ClientURL()[len("nats://"):])
 	far, err := ronin.NewManager(ronin.ServerConfig{NodeID: "far", URL: p.URL(), Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -51,12 +52,12 @@ func TestCutOffNodeStepsDownReportsAndRejoins(t *testing.T) {
 
 	const ttl = 2 * time.Second
 	r := startCandidate(t, far, ronin.CandidateConfig{BucketName: "cut", KeyName: "k", CandidateID: "far-1", TTL: ttl})
-	Eventually(t, 10*time.Second, r.IsLeader, "far never elected")
+	ronintest.Eventually(t, 10*time.Second, r.IsLeader, "far never elected")
 	require.NoError(t, far.Healthy())
 
 	p.Pause()
 	cutAt := time.Now()
-	Eventually(t, ttl, func() bool { return far.Healthy() != nil }, "Healthy still nil after the store went away")
+	ronintest.Eventually(t, ttl, func() bool { return far.Healthy() != nil }, "Healthy still nil after the store went away")
 	reportedIn := time.Since(cutAt)
 	err = far.Healthy()
 	require.ErrorIs(t, err, ronin.ErrUnavailable)
@@ -77,8 +78,8 @@ func TestCutOffNodeStepsDownReportsAndRejoins(t *testing.T) {
 	require.Equal(t, 1, logs.count("cannot reach the store"), "the outage's first report")
 
 	p.Resume()
-	Eventually(t, 3*ttl, func() bool { return far.Healthy() == nil }, "Healthy never recovered")
-	Eventually(t, 3*ttl, r.IsLeader, "never re-elected after the store returned")
+	ronintest.Eventually(t, 3*ttl, func() bool { return far.Healthy() == nil }, "Healthy never recovered")
+	ronintest.Eventually(t, 3*ttl, r.IsLeader, "never re-elected after the store returned")
 	require.Eventually(t, func() bool { return logs.count("the store answers again") >= 1 }, time.Second, 10*time.Millisecond)
 }
 
@@ -86,7 +87,7 @@ func TestCutOffNodeStepsDownReportsAndRejoins(t *testing.T) {
 // bucket's settings from the store, follow the leader, and never write or
 // appear as a member.
 func TestObserveLeaderWithoutCampaigning(t *testing.T) {
-	c := NewCluster(t, 1)
+	c := ronintest.NewCluster(t, 1)
 	far, _ := startFarNode(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -129,8 +130,8 @@ func TestObserveLeaderWithoutCampaigning(t *testing.T) {
 // TestShardGroupReadiness: Ready turns true once every planned shard runs
 // here, WaitReady returns then, and draining clears it.
 func TestShardGroupReadiness(t *testing.T) {
-	c := NewCluster(t, 1)
-	log := newShardLog()
+	c := ronintest.NewCluster(t, 1)
+	log := ronintest.NewShardLog()
 	mb := startGroup(t, c.Manager(0), ronin.ShardConfig{BucketName: "ready", Shards: 8, TTL: time.Second}, log)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -156,8 +157,8 @@ func TestShardGroupReadiness(t *testing.T) {
 // share back; no shard ever runs twice.
 func TestShardGroupDrainAndRejoin(t *testing.T) {
 	const shards = 8
-	c := NewCluster(t, 2)
-	log := newShardLog()
+	c := ronintest.NewCluster(t, 2)
+	log := ronintest.NewShardLog()
 	cfg := shardConfig("maint", shards, time.Second)
 	a := startGroup(t, c.Manager(0), cfg, log)
 	startGroup(t, c.Manager(1), cfg, log)
@@ -186,7 +187,7 @@ func TestShardGroupDrainAndRejoin(t *testing.T) {
 	settled(t, log, shards, []string{"n1", "n2"}, 10*time.Second)
 	require.NoError(t, a.group.WaitReady(ctx))
 	require.False(t, a.group.Draining())
-	log.check(t)
+	log.Check(t)
 }
 
 // TestShardPrepareRunsBeforeTheOwnerLetsGo: a joining node prepares each
@@ -195,14 +196,14 @@ func TestShardGroupDrainAndRejoin(t *testing.T) {
 func TestShardPrepareRunsBeforeTheOwnerLetsGo(t *testing.T) {
 	const shards = 4
 	const prepareTime = 300 * time.Millisecond
-	c := NewCluster(t, 2)
-	log := newShardLog()
+	c := ronintest.NewCluster(t, 2)
+	log := ronintest.NewShardLog()
 	var mu sync.Mutex
 	prepared := map[int]bool{} // shard -> the old owner still ran it when Prepare returned
 	cfg := shardConfig("prep", shards, time.Second)
 	cfg.Prepare = func(ctx context.Context, id int) error {
 		time.Sleep(prepareTime) // warm-up
-		oldStillRuns := slices.Equal(log.running()[id], []string{"n1"})
+		oldStillRuns := slices.Equal(log.Running()[id], []string{"n1"})
 		mu.Lock()
 		prepared[id] = oldStillRuns
 		mu.Unlock()
@@ -214,7 +215,7 @@ func TestShardPrepareRunsBeforeTheOwnerLetsGo(t *testing.T) {
 	startGroup(t, c.Manager(1), cfg, log)
 	owners := settled(t, log, shards, []string{"n1", "n2"}, 15*time.Second)
 
-	gaps := log.gaps(joinAt)
+	gaps := log.Gaps(joinAt)
 	mu.Lock()
 	defer mu.Unlock()
 	moved := 0
@@ -232,5 +233,5 @@ func TestShardPrepareRunsBeforeTheOwnerLetsGo(t *testing.T) {
 		require.Less(t, g, prepareTime, "the gap includes the preparation: %v", gaps)
 	}
 	t.Logf("handover gaps with a %v Prepare: %v", prepareTime, gaps)
-	log.check(t)
+	log.Check(t)
 }

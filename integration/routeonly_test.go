@@ -1,81 +1,40 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/nonchan7720/ronin"
 	"github.com/nonchan7720/ronin/balancer"
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
-// newMixedCluster starts, concurrently, storing nodes s1..sN and
-// route-only nodes r1..rM (ServerConfig.RouteOnly) on loopback. Every
-// node's Peers names the storing servers only, as Config.RouteOnly
-// recommends. It returns the cluster, the nodes' names in index order and
-// how long the start took.
-func newMixedCluster(t *testing.T, storing, routeOnly int) (*Cluster, []string, time.Duration) {
+// newMixedCluster starts storing nodes s1..sN and route-only nodes
+// r1..rM concurrently, and returns the cluster, the nodes' names in index
+// order and how long the start took.
+func newMixedCluster(t *testing.T, storing, routeOnly int) (*ronintest.Cluster, []string, time.Duration) {
 	t.Helper()
-	n := storing + routeOnly
-	ports := FreePorts(t, 2*n)
-	var peers []string
-	for i := range storing {
-		peers = append(peers, fmt.Sprintf("nats://127.0.0.1:%d", ports[n+i]))
-	}
-	c := &Cluster{t: t}
-	var names []string
-	for i := range n {
-		cfg := ronin.ServerConfig{
-			NodeID:      fmt.Sprintf("s%d", i+1),
-			Host:        "127.0.0.1",
-			ClientPort:  ports[i],
-			ClusterPort: ports[n+i],
-			Peers:       strings.Join(peers, ","),
-			Logger:      TestLogger(),
-		}
-		if i < storing {
-			cfg.DataDir = t.TempDir()
-		} else {
-			cfg.NodeID = fmt.Sprintf("r%d", i-storing+1)
-			cfg.RouteOnly = true
-		}
-		names = append(names, cfg.NodeID)
-		c.nodes = append(c.nodes, &Node{Config: cfg})
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := ronintest.Start(ctx, ronintest.Options{Nodes: storing + routeOnly, RouteOnly: routeOnly, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("start mixed cluster: %v", err)
 	}
 	t.Cleanup(c.Shutdown)
-	began := time.Now()
-	errs := make(chan error, n)
-	for i := range n {
-		go func() { errs <- c.start(i) }()
-	}
-	for range n {
-		if err := <-errs; err != nil {
-			t.Fatalf("start mixed cluster: %v", err)
-		}
+	var names []string
+	for i := range c.Size() {
+		names = append(names, c.Node(i).Config.NodeID)
 	}
 	return c, names, time.Since(began)
 }
 
 func without(names []string, drop string) []string {
 	return slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == drop })
-}
-
-// liveSince returns, per shard, when its running handler started (shards
-// with exactly one running handler only).
-func liveSince(l *shardLog) map[int]time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := map[int]time.Time{}
-	for id, calls := range l.live {
-		if len(calls) == 1 {
-			out[id] = calls[0].start
-		}
-	}
-	return out
 }
 
 // TestRouteOnlyShards runs one 64-shard group over 3 storing and 4
@@ -102,7 +61,7 @@ func TestRouteOnlyShards(t *testing.T) {
 		require.Equal(t, i < storing, m.Server().JetStreamEnabled(), "%s: JetStream enabled", names[i])
 	}
 
-	log := newShardLog()
+	log := ronintest.NewShardLog()
 	cfg := shardConfig(bucket, shards, ttl)
 	for i := range c.Size() {
 		startGroup(t, c.Manager(i), cfg, log)
@@ -141,14 +100,14 @@ func TestRouteOnlyShards(t *testing.T) {
 	if lost == leader {
 		lost = 1
 	}
-	running := liveSince(log)
+	running := log.LiveSince()
 	lossAt := time.Now()
 	c.Kill(lost)
 	rest = without(rest, names[lost])
 	afterLoss := settled(t, log, shards, rest, 30*time.Second)
 	t.Logf("storing node %s lost (stream leader %s): settled in %v: %v",
 		names[lost], names[leader], time.Since(lossAt).Round(time.Millisecond), counts(afterLoss))
-	now := liveSince(log)
+	now := log.LiveSince()
 	for id, owner := range afterCrash {
 		if owner == names[lost] || afterLoss[id] != owner {
 			continue
@@ -156,35 +115,34 @@ func TestRouteOnlyShards(t *testing.T) {
 		require.Equal(t, running[id], now[id], "shard %d on %s was restarted although its owner survived", id, owner)
 	}
 	dumpViolations(t, log, began, map[string]time.Time{"spread": spreadAt, "crash": crashAt, "loss": lossAt})
-	log.check(t)
+	log.Check(t)
 }
 
 // dumpViolations logs, for every shard with a violation, its handler
 // calls with times relative to began, and the test's phases.
-func dumpViolations(t *testing.T, l *shardLog, began time.Time, phases map[string]time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.violations) == 0 {
+func dumpViolations(t *testing.T, l *ronintest.ShardLog, began time.Time, phases map[string]time.Time) {
+	violations := l.Violations()
+	if len(violations) == 0 {
 		return
 	}
 	for name, at := range phases {
 		t.Logf("phase %s at %v", name, at.Sub(began).Round(time.Millisecond))
 	}
 	bad := map[int]bool{}
-	for _, v := range l.violations {
+	for _, v := range violations {
 		var id int
 		if _, err := fmt.Sscanf(v, "shard %d:", &id); err == nil {
 			bad[id] = true
 		}
 	}
-	for _, c := range l.calls {
-		if bad[c.shard] {
+	for _, r := range l.Runs() {
+		if bad[r.Shard] {
 			end := "running"
-			if c.returned {
-				end = c.end.Sub(began).Round(time.Millisecond).String()
+			if r.Returned {
+				end = r.End.Sub(began).Round(time.Millisecond).String()
 			}
 			t.Logf("shard %d on %s rev %d: start %v, returned %s, ctx err %v",
-				c.shard, c.node, c.rev, c.start.Sub(began).Round(time.Millisecond), end, c.ctx.Err())
+				r.Shard, r.Node, r.Rev, r.Start.Sub(began).Round(time.Millisecond), end, r.Ctx.Err())
 		}
 	}
 }

@@ -12,112 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
-
-// shardLog records every handler run of a group test and checks, at each
-// start, that no other handler of the shard still has a live ctx (E1 for
-// handlers) and that tokens grow.
-type shardLog struct {
-	mu         sync.Mutex
-	live       map[int][]*handlerCall // shard -> calls whose ctx is live
-	calls      []*handlerCall
-	lastRev    map[int]uint64
-	violations []string
-}
-
-type handlerCall struct {
-	shard       int
-	node        string
-	rev         uint64
-	ctx         context.Context
-	start, end  time.Time
-	returned    bool
-	cancelledAt time.Time
-}
-
-func newShardLog() *shardLog {
-	return &shardLog{live: map[int][]*handlerCall{}, lastRev: map[int]uint64{}}
-}
-
-// handler returns a ShardHandler for node that records into the log and
-// runs until its ctx ends.
-func (l *shardLog) handler(node string) ronin.ShardHandler {
-	return func(ctx context.Context, id int, rev uint64) error {
-		c := &handlerCall{shard: id, node: node, rev: rev, ctx: ctx, start: time.Now()}
-		l.mu.Lock()
-		for _, other := range l.live[id] {
-			if other.ctx.Err() == nil {
-				l.violations = append(l.violations, fmt.Sprintf("shard %d: %s (rev %d) started while %s (rev %d) still runs", id, node, rev, other.node, other.rev))
-			}
-		}
-		if rev < l.lastRev[id] || (rev == l.lastRev[id] && !l.restartOf(id, node, rev)) {
-			l.violations = append(l.violations, fmt.Sprintf("shard %d: token %d after %d", id, rev, l.lastRev[id]))
-		}
-		l.lastRev[id] = rev
-		l.live[id] = append(l.live[id], c)
-		l.calls = append(l.calls, c)
-		l.mu.Unlock()
-		<-ctx.Done()
-		l.mu.Lock()
-		c.end, c.returned = time.Now(), true
-		calls := l.live[id]
-		for i, x := range calls {
-			if x == c {
-				l.live[id] = append(calls[:i], calls[i+1:]...)
-				break
-			}
-		}
-		l.mu.Unlock()
-		return nil
-	}
-}
-
-// restartOf reports whether a call with this token on this node was seen
-// (a handler restart keeps its token).
-func (l *shardLog) restartOf(id int, node string, rev uint64) bool {
-	for _, c := range l.calls {
-		if c.shard == id && c.node == node && c.rev == rev {
-			return true
-		}
-	}
-	return false
-}
-
-// running returns, per shard, the nodes whose handler runs now.
-func (l *shardLog) running() map[int][]string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := map[int][]string{}
-	for id, calls := range l.live {
-		for _, c := range calls {
-			out[id] = append(out[id], c.node)
-		}
-	}
-	return out
-}
-
-func (l *shardLog) check(t *testing.T) {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	require.Empty(t, l.violations)
-}
-
-// gaps returns, for every handover in the log after since, the time from
-// the old handler's return to the next handler's start on the shard.
-func (l *shardLog) gaps(since time.Time) []time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []time.Duration
-	last := map[int]*handlerCall{}
-	for _, c := range l.calls {
-		if prev := last[c.shard]; prev != nil && prev.returned && c.start.After(since) && prev.node != c.node {
-			out = append(out, c.start.Sub(prev.end))
-		}
-		last[c.shard] = c
-	}
-	return out
-}
 
 // member is one node's group under test.
 type member struct {
@@ -128,9 +24,9 @@ type member struct {
 	err    error
 }
 
-func startGroup(t *testing.T, m *ronin.Manager, cfg ronin.ShardConfig, log *shardLog) *member {
+func startGroup(t *testing.T, m *ronin.Manager, cfg ronin.ShardConfig, log *ronintest.ShardLog) *member {
 	t.Helper()
-	cfg.Handler = log.handler(m.NodeID())
+	cfg.Handler = log.Handler(m.NodeID())
 	g, err := m.RegisterShards(cfg)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -147,13 +43,13 @@ func (mb *member) stop() {
 
 // settled waits until every shard has exactly one running handler, on the
 // expected nodes, spread floor/ceil over them (S1).
-func settled(t *testing.T, log *shardLog, shards int, nodes []string, timeout time.Duration) map[int]string {
+func settled(t *testing.T, log *ronintest.ShardLog, shards int, nodes []string, timeout time.Duration) map[int]string {
 	t.Helper()
 	var owners map[int]string
-	Eventually(t, timeout, func() bool {
+	ronintest.Eventually(t, timeout, func() bool {
 		owners = map[int]string{}
 		counts := map[string]int{}
-		for id, on := range log.running() {
+		for id, on := range log.Running() {
 			if len(on) != 1 {
 				return false
 			}
@@ -170,7 +66,7 @@ func settled(t *testing.T, log *shardLog, shards int, nodes []string, timeout ti
 			}
 		}
 		return len(counts) == len(nodes)
-	}, "%d shards spread over %v: running %v", shards, nodes, log.running())
+	}, "%d shards spread over %v: running %v", shards, nodes, log.Running())
 	return owners
 }
 
@@ -192,8 +88,8 @@ func shardConfig(bucket string, shards int, ttl time.Duration) ronin.ShardConfig
 // and crash, checking spread, movement, one handler per shard and tokens.
 func TestShardsLifecycle(t *testing.T) {
 	const shards = 32
-	c := NewCluster(t, 3)
-	log := newShardLog()
+	c := ronintest.NewCluster(t, 3)
+	log := ronintest.NewShardLog()
 	cfg := shardConfig("lifecycle", shards, time.Second)
 	groups := []*member{startGroup(t, c.Manager(0), cfg, log), startGroup(t, c.Manager(1), cfg, log)}
 	pollOwned(t, groups[0].group) // Owned and Assignment are safe while shards move
@@ -214,14 +110,14 @@ func TestShardsLifecycle(t *testing.T) {
 	moves = movedCount(afterJoin, afterLeave)
 	t.Logf("leave moved %d shards (ideal %d)", moves, countOn(afterJoin, "n1"))
 	assert.LessOrEqual(t, moves, countOn(afterJoin, "n1")+6)
-	for _, g := range log.gaps(leaveAt) {
+	for _, g := range log.Gaps(leaveAt) {
 		assert.Less(t, g, 500*time.Millisecond, "drain gap")
 	}
 
 	// Crash of a member: its shards move after the TTL.
 	c.Kill(2)
 	settled(t, log, shards, []string{"n2"}, 10*time.Second)
-	log.check(t)
+	log.Check(t)
 }
 
 // pollOwned calls Owned and Assignment in a loop until the test ends, as
@@ -259,8 +155,8 @@ func countOn(owners map[int]string, node string) int {
 // stream: the shards of the surviving nodes keep running, the victim's move.
 func TestShardsStreamLeaderCrash(t *testing.T) {
 	const shards = 16
-	c := NewCluster(t, 3)
-	log := newShardLog()
+	c := ronintest.NewCluster(t, 3)
+	log := ronintest.NewShardLog()
 	cfg := shardConfig("streamcrash", shards, 2*time.Second)
 	for i := range 3 {
 		startGroup(t, c.Manager(i), cfg, log)
@@ -276,13 +172,13 @@ func TestShardsStreamLeaderCrash(t *testing.T) {
 		}
 	}
 	settled(t, log, shards, rest, 15*time.Second)
-	log.check(t)
+	log.Check(t)
 }
 
 // TestShardHandlerFaults: a handler that panics or fails is restarted with
 // the same token while the node owns the shard; the node stays up.
 func TestShardHandlerFaults(t *testing.T) {
-	c := NewCluster(t, 1)
+	c := ronintest.NewCluster(t, 1)
 	var mu sync.Mutex
 	calls := map[int][]uint64{}
 	cfg := shardConfig("faults", 2, time.Second)
@@ -305,7 +201,7 @@ func TestShardHandlerFaults(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
-	Eventually(t, 10*time.Second, func() bool {
+	ronintest.Eventually(t, 10*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(calls[0]) >= 3 && len(calls[1]) >= 3
@@ -324,7 +220,7 @@ func TestShardHandlerFaults(t *testing.T) {
 
 // TestShardConfigErrors: bad input and disagreeing settings are refused.
 func TestShardConfigErrors(t *testing.T) {
-	c := NewCluster(t, 3)
+	c := ronintest.NewCluster(t, 3)
 	h := func(context.Context, int, uint64) error { return nil }
 	tests := []struct {
 		name string
@@ -362,10 +258,10 @@ func TestShardConfigErrors(t *testing.T) {
 // with fresh tokens once the link returns.
 func TestShardsPausedOwner(t *testing.T) {
 	const shards = 12
-	c := NewCluster(t, 3)
+	c := ronintest.NewCluster(t, 3)
 	far, p := startFarNode(t, c)
 
-	log := newShardLog()
+	log := ronintest.NewShardLog()
 	cfg := shardConfig("paused", shards, time.Second)
 	startGroup(t, far, cfg, log)
 	startGroup(t, c.Manager(1), cfg, log)
@@ -375,5 +271,5 @@ func TestShardsPausedOwner(t *testing.T) {
 	settled(t, log, shards, []string{"n2"}, 10*time.Second)
 	p.Resume()
 	settled(t, log, shards, []string{"far", "n2"}, 15*time.Second)
-	log.check(t)
+	log.Check(t)
 }

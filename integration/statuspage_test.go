@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
 // statusPageOut is where TestStatusPage keeps its screenshots, relative to
@@ -85,8 +86,8 @@ func TestStatusPage(t *testing.T) {
 	require.NoError(t, page.awaitHeld(1+len(loads), 5*time.Minute), "every held page load reached the server")
 	time.Sleep(2 * time.Second) // let Chromium settle
 
-	c := NewCluster(t, 3)
-	log := newShardLog()
+	c := ronintest.NewCluster(t, 3)
+	log := ronintest.NewShardLog()
 	cfg := shardConfig(bucket, shards, ttl)
 	for i := range c.Size() {
 		startGroup(t, c.Manager(i), cfg, log)
@@ -112,7 +113,7 @@ func TestStatusPage(t *testing.T) {
 	page.set(ronin.StatusHandler(c.Manager(served)))
 
 	// The serving node's own view has caught up with the handlers.
-	Eventually(t, 10*time.Second, func() bool {
+	ronintest.Eventually(t, 10*time.Second, func() bool {
 		owners := ownersOf(c.Manager(served).Status(), bucket)
 		return len(owners) == shards && len(distinct(owners)) == 3
 	}, "node %s's view shows all %d shards on 3 nodes", servedID, shards)
@@ -188,7 +189,7 @@ func TestStatusPage(t *testing.T) {
 	t.Logf("first page with every shard on %v: rendered %v after the kill (limit TTL + 1 s = %v)", survivors, firstGood.Round(time.Millisecond), limit)
 
 	require.NoError(t, b.screenshot(after))
-	log.check(t)
+	log.Check(t)
 	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
 	t.Logf("screenshots: %s (before the kill), %s (after)", abs(before), abs(after))
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"slices"
 	"strings"
@@ -15,31 +14,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/integration/ronintest"
 	"github.com/nonchan7720/ronin/internal/engine"
 )
 
 // startTimeout bounds one Manager.Start.
 const startTimeout = 2 * time.Minute
-
-// freePorts returns n distinct free TCP ports on 127.0.0.1.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
 
 // routeURL is the route URL of an embedded node.
 func routeURL(cfg ronin.ServerConfig) string {
@@ -49,7 +29,7 @@ func routeURL(cfg ronin.ServerConfig) string {
 // clusterConfigs returns n node configs named prefix1..prefixN, each with
 // its own free ports and a data dir under root, all routed to each other.
 func clusterConfigs(root, prefix string, n int, log *slog.Logger) ([]ronin.ServerConfig, error) {
-	ports, err := freePorts(2 * n)
+	ports, err := ronintest.FreePorts(2 * n)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +55,7 @@ func clusterConfigs(root, prefix string, n int, log *slog.Logger) ([]ronin.Serve
 
 // singleConfig is a node config without peers on a free port.
 func singleConfig(root, id string, log *slog.Logger) (ronin.ServerConfig, error) {
-	ports, err := freePorts(1)
+	ports, err := ronintest.FreePorts(1)
 	if err != nil {
 		return ronin.ServerConfig{}, err
 	}

@@ -18,6 +18,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/grpclog"
+
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
 // The etcd baseline: etcd's own election recipe (client/v3/concurrency
@@ -58,7 +60,7 @@ func startEtcd(ctx context.Context, root string) (*etcdCluster, error) {
 		return nil, err
 	}
 	ec := &etcdCluster{dir: dir}
-	ports, err := freePorts(2 * etcdMembers)
+	ports, err := ronintest.FreePorts(2 * etcdMembers)
 	if err != nil {
 		ec.close()
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
 // shutdownHandover measures Manager.Shutdown with a running leader: a 4th
@@ -73,7 +74,7 @@ func (b *bench) shutdownHandover(ctx context.Context) {
 // fourthNode is the config of a node that joins the bench's cluster, with
 // fixed ports and data dir so that it can restart with the same identity.
 func (b *bench) fourthNode() (ronin.ServerConfig, error) {
-	ports, err := freePorts(2)
+	ports, err := ronintest.FreePorts(2)
 	if err != nil {
 		return ronin.ServerConfig{}, err
 	}

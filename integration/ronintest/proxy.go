@@ -1,4 +1,4 @@
-package integration
+package ronintest
 
 import (
 	"io"
@@ -21,17 +21,27 @@ type Proxy struct {
 	wg     sync.WaitGroup
 }
 
-// NewProxy listens on 127.0.0.1 and forwards to target (host:port).
-func NewProxy(t testing.TB, target string) *Proxy {
-	t.Helper()
+// StartProxy listens on 127.0.0.1 and forwards to target (host:port).
+func StartProxy(target string) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("proxy listen: %v", err)
+		return nil, err
 	}
 	p := &Proxy{ln: ln, target: target}
 	p.cond = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go p.accept()
+	return p, nil
+}
+
+// NewProxy is StartProxy for a test: it fails t on error and closes the
+// proxy when t ends.
+func NewProxy(t testing.TB, target string) *Proxy {
+	t.Helper()
+	p, err := StartProxy(target)
+	if err != nil {
+		t.Fatalf("proxy listen: %v", err)
+	}
 	t.Cleanup(p.Close)
 	return p
 }
