@@ -59,6 +59,17 @@ func TestPlannerFlappingMemberIsNotAdopted(t *testing.T) {
 }
 
 // adoptAll makes p adopt members at once.
+// allOwnedBy returns the view and run states of node owning every key.
+func allOwnedBy(node string, keys []string) (map[string]engine.Holder, map[int]runState) {
+	holders := map[string]engine.Holder{}
+	mine := map[int]runState{}
+	for id, key := range keys {
+		holders[key] = engine.Holder{Candidate: node, Node: node, Rev: uint64(id + 1)}
+		mine[id] = stateOwned
+	}
+	return holders, mine
+}
+
 // longHeld marks the shards of mine as owned here for long: past the
 // settle-back hold of a shard that just arrived.
 func longHeld(p *planner, mine map[int]runState) {
@@ -239,12 +250,7 @@ func TestPlannerWaitsForTheTargetToPrepare(t *testing.T) {
 	t0 := clock.Real().Now()
 	p := newPlanner(testConfig(shards), "a")
 	adoptAll(p, []string{"a", "b"}, t0)
-	holders := map[string]engine.Holder{}
-	mine := map[int]runState{}
-	for id := range shards {
-		holders[keys[id]] = engine.Holder{Candidate: "a", Node: "a", Rev: uint64(id + 1)}
-		mine[id] = stateOwned
-	}
+	holders, mine := allOwnedBy("a", keys)
 	longHeld(p, mine)
 	ready := map[int]bool{}
 	p.prepared = func(target string, id int) bool { return target == "b" && ready[id] }
@@ -276,12 +282,7 @@ func TestPlannerKeepsAShardThatJustArrived(t *testing.T) {
 	t0 := clock.Real().Now()
 	p := newPlanner(testConfig(shards), "a")
 	adoptAll(p, []string{"a", "b"}, t0)
-	holders := map[string]engine.Holder{}
-	mine := map[int]runState{}
-	for id := range shards {
-		holders[keys[id]] = engine.Holder{Candidate: "a", Node: "a", Rev: uint64(id + 1)}
-		mine[id] = stateOwned
-	}
+	holders, mine := allOwnedBy("a", keys)
 	_, handoff, wait := p.decide(keys, holders, mine, t0)
 	assert.Empty(t, handoff, "handed on at once")
 	assert.Equal(t, 2*p.cfg.Debounce, wait)
