@@ -23,8 +23,11 @@
 //   - Get of a missing, deleted or purged key is ErrNotFound.
 //   - Watch delivers the last write of every key, delete markers included,
 //     in revision order, then a nil entry, then every later write in
-//     revision order. Deliveries never block a writer: each watcher has an
-//     unbounded queue and one goroutine.
+//     revision order; a write replaces an earlier write of its key that the
+//     watcher has not delivered yet (History 1: a lagging consumer never
+//     sees a replaced message), so a key written again during the initial
+//     values moves behind the nil entry. Deliveries never block a writer:
+//     each watcher has an unbounded queue and one goroutine.
 //
 // Operator faults: Purge removes every message of a bucket, tells watchers
 // nothing and keeps the sequence; DeleteBucket removes a bucket. After
@@ -223,7 +226,7 @@ func (s *Store) write(inc *incarnation, key string, value []byte, op store.Op) u
 	e := &store.Entry{Key: key, Value: slices.Clone(value), Rev: rev, Op: op, Created: s.now()}
 	inc.keys[key] = e
 	for w := range inc.watchers {
-		w.push(e)
+		w.replace(e)
 	}
 	return rev
 }
@@ -353,6 +356,15 @@ type watcher struct {
 	resetAt time.Time // when a detached watcher looks for the bucket again
 	closing bool      // deliver the queue, then close
 	stopped bool      // Stop was called
+}
+
+// replace queues e in place of an earlier write of its key that the
+// watcher has not delivered yet: a replaced message is gone from a History
+// 1 stream, so a consumer that had not read it never sees it. The store's
+// lock must be held.
+func (w *watcher) replace(e *store.Entry) {
+	w.queue = slices.DeleteFunc(w.queue, func(q *store.Entry) bool { return q != nil && q.Key == e.Key })
+	w.push(e)
 }
 
 // push queues e. The store's lock must be held.
