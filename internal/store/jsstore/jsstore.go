@@ -361,6 +361,10 @@ type watcher struct {
 	mu       sync.Mutex
 	cc       jetstream.ConsumeContext
 	stopped  bool
+	// sending is held for reading by every send; Stop takes it to close
+	// Updates, after which outClosed makes later sends return at once.
+	sending   sync.RWMutex
+	outClosed bool
 }
 
 // verify runs after a consume error (a missed heartbeat, a consumer being
@@ -395,7 +399,16 @@ func (w *watcher) verify() {
 }
 
 // send delivers e (nil: the initial values are in) unless the watch ended.
+// It holds sending for reading, so that Stop closes Updates only once no
+// send is in flight: a consumer recreated after a missed heartbeat can
+// still call back from its old subscription after the ConsumeContext says
+// it is closed.
 func (w *watcher) send(ctx context.Context, e *store.Entry) bool {
+	w.sending.RLock()
+	defer w.sending.RUnlock()
+	if w.outClosed {
+		return false
+	}
 	select {
 	case w.out <- e:
 		return true
@@ -415,11 +428,12 @@ func (w *watcher) Stop() error {
 		return nil
 	}
 	w.stopped = true
-	close(w.done)
+	close(w.done) // releases every send blocked on a full Updates
 	w.cc.Stop()
-	cc := w.cc
 	go func() {
-		<-cc.Closed()
+		w.sending.Lock()
+		defer w.sending.Unlock()
+		w.outClosed = true
 		close(w.out)
 	}()
 	return nil
