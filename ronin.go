@@ -5,10 +5,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	"github.com/nonchan7720/ronin/election"
 	"github.com/nonchan7720/ronin/internal/engine"
+	"github.com/nonchan7720/ronin/internal/nodehook"
 	"github.com/nonchan7720/ronin/internal/store/jsstore"
 	"github.com/nonchan7720/ronin/manager"
 )
@@ -145,12 +144,9 @@ func (m *Manager) NodeID() string { return m.node.NodeID() }
 // ClientURL is where NATS clients can reach this node's server.
 func (m *Manager) ClientURL() string { return m.node.ClientURL() }
 
-// Server is the embedded NATS server, nil when connected to an existing
-// cluster through ServerConfig.URL.
-func (m *Manager) Server() *server.Server { return m.node.Server() }
-
-// Node is the underlying node: server, connection and JetStream context.
-func (m *Manager) Node() *manager.Manager { return m.node }
+func init() {
+	nodehook.Of = func(mgr any) *manager.Manager { return mgr.(*Manager).node }
+}
 
 func (m *Manager) registry() (*engine.Registry, error) {
 	m.mu.Lock()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nonchan7720/ronin"
 	"github.com/nonchan7720/ronin/integration/ronintest"
+	"github.com/nonchan7720/ronin/internal/nodehook"
 )
 
 // TestBucketDeletedUnderLeader is the review's E1/E2 break on real
@@ -24,7 +25,7 @@ func TestBucketDeletedUnderLeader(t *testing.T) {
 	leaderOf(t, ttl+10*time.Second, old)
 	oldTok := old.LeaderRev()
 
-	js, err := jetstream.New(c.Manager(1).Node().Conn())
+	js, err := jetstream.New(nodehook.Of(c.Manager(1)).Conn())
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nonchan7720/ronin"
 	"github.com/nonchan7720/ronin/integration/ronintest"
+	"github.com/nonchan7720/ronin/internal/nodehook"
 )
 
 // TestSingleCandidateLifecycle checks the spec's example semantics on one
@@ -133,7 +134,7 @@ func TestLeaderCrash(t *testing.T) {
 			}
 			start := time.Now()
 			if kill == "connection" {
-				c.Manager(0).Node().Conn().Close()
+				nodehook.Of(c.Manager(0)).Conn().Close()
 			} else {
 				c.Kill(0)
 			}

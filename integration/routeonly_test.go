@@ -11,6 +11,7 @@ import (
 
 	"github.com/nonchan7720/ronin/balancer"
 	"github.com/nonchan7720/ronin/integration/ronintest"
+	"github.com/nonchan7720/ronin/internal/nodehook"
 )
 
 // newMixedCluster starts storing nodes s1..sN and route-only nodes
@@ -55,10 +56,10 @@ func TestRouteOnlyShards(t *testing.T) {
 	t.Logf("%d storing + %d route-only nodes started in %v", storing, routeOnly, took.Round(time.Millisecond))
 	for i := range c.Size() {
 		m := c.Manager(i)
-		require.Equal(t, storing, m.Node().ClusterSize(), "%s: ClusterSize counts the storing servers", names[i])
-		require.Equal(t, 3, m.Node().DefaultReplicas(), names[i])
-		require.True(t, m.Node().Clustered(), names[i])
-		require.Equal(t, i < storing, m.Server().JetStreamEnabled(), "%s: JetStream enabled", names[i])
+		require.Equal(t, storing, nodehook.Of(m).ClusterSize(), "%s: ClusterSize counts the storing servers", names[i])
+		require.Equal(t, 3, nodehook.Of(m).DefaultReplicas(), names[i])
+		require.True(t, nodehook.Of(m).Clustered(), names[i])
+		require.Equal(t, i < storing, nodehook.Of(m).Server().JetStreamEnabled(), "%s: JetStream enabled", names[i])
 	}
 
 	log := ronintest.NewShardLog()

@@ -29,6 +29,7 @@ import (
 
 	"github.com/nonchan7720/ronin"
 	"github.com/nonchan7720/ronin/examples/internal/localnet"
+	"github.com/nonchan7720/ronin/internal/nodehook"
 )
 
 const ttl = 2 * time.Second
@@ -52,7 +53,7 @@ func run() error {
 	}
 	// The downstream store: a KV bucket reached through its own
 	// connection, as an application's database client would be.
-	st, err := openStore(ctx, nodes[0].mgr.Node().ClientURL())
+	st, err := openStore(ctx, nodes[0].mgr.ClientURL())
 	if err != nil {
 		stopAll(nodes)
 		return err
@@ -92,7 +93,7 @@ func run() error {
 	// local lease deadline; B takes the shard once A's session expires.
 	fmt.Printf("-- cutting %s off the cluster (no resign)\n", a.id)
 	cut := time.Now()
-	a.mgr.Node().Conn().Close() // only to simulate the partition
+	nodehook.Of(a.mgr).Conn().Close() // only to simulate the partition
 	if err := waitFor(ctx, func() bool { return b.lastWrite() > staleRev }); err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nonchan7720/ronin"
 	"github.com/nonchan7720/ronin/examples/internal/localnet"
+	"github.com/nonchan7720/ronin/internal/nodehook"
 )
 
 var began = time.Now()
@@ -288,9 +289,7 @@ func (n *node) kill() {
 	m, end, done := n.mgr, n.end, n.done
 	n.set(nil, nil, "killed (no resign)")
 	n.dead.Go(func() {
-		m.Node().Conn().Close()
-		m.Server().Shutdown()
-		m.Server().WaitForShutdown()
+		nodehook.Crash(m)
 		end()
 		<-done
 		m.Shutdown()

@@ -16,6 +16,7 @@ import (
 	"github.com/nonchan7720/ronin"
 	"github.com/nonchan7720/ronin/integration/ronintest"
 	"github.com/nonchan7720/ronin/internal/engine"
+	"github.com/nonchan7720/ronin/internal/nodehook"
 )
 
 // startTimeout bounds one Manager.Start.
@@ -147,7 +148,7 @@ func (c *cluster) mgr(i int) *ronin.Manager {
 	return c.mgrs[i]
 }
 
-func (c *cluster) js(i int) jetstream.JetStream { return c.mgr(i).Node().JetStream() }
+func (c *cluster) js(i int) jetstream.JetStream { return nodehook.Of(c.mgr(i)).JetStream() }
 
 // crash stops node i without resigning anything: its connection closes
 // and its server shuts down. It returns the dead Manager for reaping.
@@ -156,8 +157,7 @@ func (c *cluster) crash(i int) *ronin.Manager {
 	m := c.mgrs[i]
 	c.mgrs[i] = nil
 	c.mu.Unlock()
-	m.Node().Conn().Close()
-	m.Server().Shutdown()
+	nodehook.Crash(m)
 	return m
 }
 
@@ -211,7 +211,7 @@ func (c *cluster) leaders(ctx context.Context, bucket string) (stream, meta stri
 		stream = info.Cluster.Leader
 	}
 	for i := range c.cfgs {
-		if m := c.mgr(i); m != nil && m.Server().JetStreamIsLeader() {
+		if m := c.mgr(i); m != nil && nodehook.Of(m).Server().JetStreamIsLeader() {
 			meta = m.NodeID()
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/internal/nodehook"
 )
 
 // handover measures graceful handover: the leader's Run ctx is cancelled,
@@ -139,7 +140,7 @@ func (b *bench) crashRuns(ctx context.Context, bucket string, ttl time.Duration)
 
 func (b *bench) crashOnce(ctx context.Context, bucket string, ttl time.Duration, run int) (time.Duration, time.Duration, error) {
 	victim, err := startManager(ctx, ronin.ServerConfig{
-		NodeID: fmt.Sprintf("victim-%d", run), URL: b.c.mgr(0).Node().ClientURL(), Logger: b.log,
+		NodeID: fmt.Sprintf("victim-%d", run), URL: b.c.mgr(0).ClientURL(), Logger: b.log,
 	})
 	if err != nil {
 		return 0, 0, err
@@ -171,7 +172,7 @@ func (b *bench) crashOnce(ctx context.Context, bucket string, ttl time.Duration,
 		return 0, 0, err
 	}
 	t0 := time.Now()
-	victim.Node().Conn().Close()
+	nodehook.Of(victim).Conn().Close()
 	ev, err := recv(ctx, events, ttl+30*time.Second)
 	if err != nil {
 		return 0, 0, fmt.Errorf("next leader: %w", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nonchan7720/ronin"
 	"github.com/nonchan7720/ronin/integration/ronintest"
+	"github.com/nonchan7720/ronin/internal/nodehook"
 )
 
 // shutdownHandover measures Manager.Shutdown with a running leader: a 4th
@@ -214,7 +215,7 @@ func (b *bench) jsAdmin(subject string, req any) error {
 	if err != nil {
 		return err
 	}
-	msg, err := b.c.mgr(0).Node().Conn().Request(subject, data, 5*time.Second)
+	msg, err := nodehook.Of(b.c.mgr(0)).Conn().Request(subject, data, 5*time.Second)
 	if err != nil {
 		return err
 	}

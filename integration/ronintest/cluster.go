@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/internal/nodehook"
 )
 
 // Cluster is a set of Ronin nodes on loopback, each a Manager with its own
@@ -178,11 +179,7 @@ func (c *Cluster) Kill(i int) {
 	if m == nil {
 		return
 	}
-	m.Node().Conn().Close()
-	if s := m.Server(); s != nil {
-		s.Shutdown()
-		s.WaitForShutdown()
-	}
+	nodehook.Crash(m)
 }
 
 // Stop shuts node i down gracefully (resigning first).
@@ -253,7 +250,7 @@ func (c *Cluster) StreamLeader(bucket string) int {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		st, err := m.Node().JetStream().Stream(ctx, "KV_"+bucket)
+		st, err := nodehook.Of(m).JetStream().Stream(ctx, "KV_"+bucket)
 		cancel()
 		if err != nil {
 			continue

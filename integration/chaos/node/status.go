@@ -11,6 +11,7 @@ import (
 
 	"github.com/nonchan7720/ronin"
 	"github.com/nonchan7720/ronin/integration/chaos/event"
+	"github.com/nonchan7720/ronin/internal/nodehook"
 )
 
 // Status is what the node tells the orchestrator, rewritten every
@@ -143,7 +144,7 @@ func (s *status) streamLeaders(ctx context.Context, mgr *ronin.Manager, buckets 
 func streamLeader(ctx context.Context, mgr *ronin.Manager, bucket string) (string, []string) {
 	ictx, cancel := context.WithTimeout(ctx, infoTimeout)
 	defer cancel()
-	js := mgr.Node().JetStream()
+	js := nodehook.Of(mgr).JetStream()
 	if js == nil {
 		return "", nil
 	}
