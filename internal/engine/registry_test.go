@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/nonchan7720/ronin/internal/store"
 	"github.com/nonchan7720/ronin/internal/store/memstore"
 )
 
@@ -84,4 +85,34 @@ func TestRenewGivesUpWhenClocksDisagree(t *testing.T) {
 	default:
 		t.Fatal("session kept after the clocks disagreed")
 	}
+}
+
+// An acquisition that waited for a write slot re-reads the view first: a
+// key taken meanwhile gets no CAS write, which could only conflict (with
+// thousands of keys campaigning, such writes were most of the traffic).
+func TestAcquireWriteSkipsKeyTakenWhileWaitingForSlot(t *testing.T) {
+	ctx := context.Background()
+	b, err := testRegistry(Host{}).Bucket(ctx, BucketSpec{Name: "b", Timing: Timing{TTL: time.Second}, Replicas: 1})
+	require.NoError(t, err)
+	for range cap(b.writeSlot) {
+		b.writeSlot <- struct{}{} // every slot busy
+	}
+	type result struct {
+		rev uint64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rev, err := b.acquireWrite(ctx, "k", record{Candidate: "a", Node: "n1", Session: "n1.s"}, 0)
+		done <- result{rev, err}
+	}()
+	b.mu.Lock()
+	b.applyLocked(put("k", 5, record{Candidate: "b", Node: "n2", Session: "n2.s"})) // taken while it waits
+	b.applyLocked(put(sessionKey("n2.s"), 6, sessionValue{Node: "n2"}))
+	b.mu.Unlock()
+	<-b.writeSlot // a slot frees
+	r := <-done
+	require.ErrorIs(t, r.err, ErrHeld)
+	_, err = b.kv.Get(ctx, "k")
+	require.ErrorIs(t, err, store.ErrNotFound, "no write was sent for the held key")
 }

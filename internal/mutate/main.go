@@ -74,6 +74,8 @@ var mutations = []mutation{
 			"\tctx, cancel := context.WithTimeout(context.Background(), c.bucket.Spec().RequestTimeout())\n\tdefer cancel()\n\tif err := c.bucket.Release(ctx, l); err != nil {\n\t\tc.log.Warn(\"ronin: release failed; the key frees when this node's session ends\", \"err\", err)\n\t}\n\tc.stepDown()\n"}}, ""},
 	{"a record whose session the view has not seen is held", "internal/engine/view.go",
 		[][2]string{{"if _, unseen := v.unseen[e.rec.Session]; unseen {", "if _, unseen := v.unseen[e.rec.Session]; false && unseen {"}}, ""},
+	{"no CAS for a key taken while waiting for a write slot", "internal/engine/bucket.go",
+		[][2]string{{"\tcase h.Candidate != \"\":\n\t\treturn 0, ErrHeld\n\tcase rev != casRev:", "\tcase false && h.Candidate != \"\":\n\t\treturn 0, ErrHeld\n\tcase false && rev != casRev:"}}, ""},
 	{"lease end cancels the handler ctx synchronously", "internal/engine/lease.go",
 		[][2]string{{"\tfor _, f := range fs {\n\t\tf()\n\t}", "\tfor _, f := range fs {\n\t\tgo f()\n\t}"}}, ""},
 }
