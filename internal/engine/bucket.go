@@ -43,6 +43,7 @@ type Bucket struct {
 	acquiring  map[string]struct{}  // keys with a CAS write in flight
 	writeSlot  chan struct{}        // bounds acquisition writes in flight
 	released   map[string]struct{}  // keys released here and not yet taken
+	unsettled  bool                 // a record or lease changed since reconcile last looked
 	suspects   map[string]suspicion // keys whose CAS conflicted with the view
 	grantAfter time.Duration        // while the genesis record is missing: when to write it
 	gone       error                // the bucket was deleted under its users
@@ -435,6 +436,7 @@ func (b *Bucket) applyLocked(e store.Entry) {
 		b.log.Warn("ronin: key holds a value Ronin did not write; treating it as free", "key", e.Key, "rev", e.Rev)
 	}
 	if c.key != "" {
+		b.unsettled = true
 		if e.Op == store.Put {
 			delete(b.released, c.key)
 		}
@@ -670,6 +672,7 @@ func (b *Bucket) endLeaseLocked(key string, rev uint64) {
 		return
 	}
 	delete(b.leases, key)
+	b.unsettled = true
 	l.end()
 	b.notifyKeyLocked(key)
 }

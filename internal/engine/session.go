@@ -428,14 +428,18 @@ func (b *Bucket) expireSessions(ctx context.Context) {
 }
 
 // reconcile deletes records that point at this node's live session but are
-// not held by a lease here (a release whose delete failed).
+// not held by a lease here (a release whose delete failed, a won write
+// whose lease was not kept, a handover nobody accepted). It looks only
+// when a record or a lease changed since it last found nothing to do: with thousands of keys held, a scan every round was most of an
+// idle node's CPU.
 func (b *Bucket) reconcile(ctx context.Context) {
 	b.mu.Lock()
 	s := b.sess
-	if s == nil || !b.v.synced {
+	if s == nil || !b.v.synced || !b.unsettled {
 		b.mu.Unlock()
 		return
 	}
+	b.unsettled = false
 	type stale struct {
 		key string
 		rev uint64
@@ -447,6 +451,7 @@ func (b *Bucket) reconcile(ctx context.Context) {
 			todo = append(todo, stale{key, b.v.records[key].rev})
 		}
 	}
+	b.unsettled = len(todo) > 0 // look again until the deletes show in the view
 	b.mu.Unlock()
 	for _, st := range todo {
 		rctx, cancel := context.WithTimeout(ctx, b.spec.RequestTimeout())

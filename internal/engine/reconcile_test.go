@@ -1,0 +1,112 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nonchan7720/ronin/internal/store"
+	"github.com/nonchan7720/ronin/internal/store/memstore"
+)
+
+// failingDeletes is a store whose next Delete calls fail before reaching
+// the store, as a request that times out before it is sent.
+type failingDeletes struct {
+	store.Backend
+	fails *atomic.Int32
+}
+
+func (f failingDeletes) Open(ctx context.Context, spec store.Spec) (store.Opened, error) {
+	o, err := f.Backend.Open(ctx, spec)
+	o.Bucket = failingBucket{o.Bucket, f.fails}
+	return o, err
+}
+
+type failingBucket struct {
+	store.Bucket
+	fails *atomic.Int32
+}
+
+func (f failingBucket) Delete(ctx context.Context, key string, rev uint64) error {
+	if f.fails.Add(-1) >= 0 {
+		return errors.New("injected: request not sent")
+	}
+	return f.Bucket.Delete(ctx, key, rev)
+}
+
+// A release whose delete never reached the store leaves a record that
+// names this node's live session but no lease: the keeper deletes it, and
+// keeps trying while its own deletes fail, though no record changes in
+// the meantime to remind it.
+func TestReleasedRecordDeletedAfterFailedDeletes(t *testing.T) {
+	for _, fails := range []int32{1, 3} {
+		synctest.Test(t, func(t *testing.T) {
+			var n atomic.Int32
+			reg := NewRegistry(Host{
+				Store:  failingDeletes{memstore.New(time.Now).Backend(), &n},
+				NodeID: "n1",
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			})
+			defer reg.Close(time.Second)
+			b, err := reg.Bucket(t.Context(), BucketSpec{Name: "b", Timing: Timing{TTL: time.Second}, Replicas: 1})
+			require.NoError(t, err)
+			defer b.Join()()
+			var l *Lease
+			for l == nil {
+				time.Sleep(10 * time.Millisecond) // a new bucket: one TTL until genesis
+				l, _ = b.TryAcquire(t.Context(), "k", "c")
+			}
+			time.Sleep(3 * b.spec.RetryPeriod) // the keeper's rounds have looked at the lease
+
+			n.Store(fails)
+			require.Error(t, b.Release(t.Context(), l))
+			time.Sleep(time.Duration(fails+2) * b.spec.RetryPeriod)
+			_, err = b.kv.Get(t.Context(), "k")
+			require.ErrorIs(t, err, store.ErrNotFound, "%d failed deletes: the record is freed", fails)
+		})
+	}
+}
+
+// A handover that the named node refuses leaves a record that names its
+// session but no lease: the keeper there deletes it, freeing the key.
+func TestRefusedHandoverFreed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := memstore.New(time.Now).Backend()
+		spec := BucketSpec{Name: "b", Timing: Timing{TTL: time.Second}, Replicas: 1}
+		open := func(node string) *Bucket {
+			reg := NewRegistry(Host{Store: st, NodeID: node, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			t.Cleanup(func() { reg.Close(time.Second) })
+			b, err := reg.Bucket(t.Context(), spec)
+			require.NoError(t, err)
+			t.Cleanup(b.Join())
+			return b
+		}
+		from, to := open("n1"), open("n2")
+		to.Accept(func(*Lease) bool { return false })
+		var l *Lease
+		for l == nil {
+			time.Sleep(10 * time.Millisecond) // a new bucket: one TTL until genesis
+			l, _ = from.TryAcquire(t.Context(), "k", "c")
+		}
+		for {
+			from.mu.Lock()
+			_, seen := from.v.liveSession("n2")
+			from.mu.Unlock()
+			if seen {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		require.NoError(t, from.HandOver(t.Context(), l, "n2"))
+		time.Sleep(3 * to.spec.RetryPeriod)
+		_, err := from.kv.Get(t.Context(), "k")
+		require.ErrorIs(t, err, store.ErrNotFound, "the refused record is deleted")
+	})
+}
