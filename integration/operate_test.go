@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -15,25 +14,8 @@ import (
 
 	"github.com/nonchan7720/ronin"
 	"github.com/nonchan7720/ronin/integration/ronintest"
+	"github.com/nonchan7720/ronin/internal/testkit"
 )
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
 
 // TestCutOffNodeStepsDownReportsAndRejoins: a node that loses the store
 // reports unhealthy within RenewDeadline, steps down, logs the cause once
@@ -41,7 +23,7 @@ func (b *syncBuffer) count(s string) int {
 // store answers again.
 func TestCutOffNodeStepsDownReportsAndRejoins(t *testing.T) {
 	c := ronintest.NewCluster(t, 1)
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	p := ronintest.NewProxy(t, c.Manager(0).ClientURL()[len("nats://"):])
 	far, err := ronin.NewManager(ronin.ServerConfig{NodeID: "far", URL: p.URL(), Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	require.NoError(t, err)
@@ -72,15 +54,15 @@ func TestCutOffNodeStepsDownReportsAndRejoins(t *testing.T) {
 		t.Fatalf("Run returned while cut off: %v", r.err)
 	default:
 	}
-	warns := logs.count("level=WARN")
+	warns := strings.Count(logs.String(), "level=WARN")
 	t.Logf("warnings during a 6 s outage: %d", warns)
 	require.LessOrEqual(t, warns, 3, "a cut-off node must log the cause once, then rate-limited")
-	require.Equal(t, 1, logs.count("cannot reach the store"), "the outage's first report")
+	require.Equal(t, 1, strings.Count(logs.String(), "cannot reach the store"), "the outage's first report")
 
 	p.Resume()
 	ronintest.Eventually(t, 3*ttl, func() bool { return far.Healthy() == nil }, "Healthy never recovered")
 	ronintest.Eventually(t, 3*ttl, r.IsLeader, "never re-elected after the store returned")
-	require.Eventually(t, func() bool { return logs.count("the store answers again") >= 1 }, time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Count(logs.String(), "the store answers again") >= 1 }, time.Second, 10*time.Millisecond)
 }
 
 // TestObserveLeaderWithoutCampaigning: Leader and ObserveLeader read the

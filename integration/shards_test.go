@@ -47,25 +47,9 @@ func settled(t *testing.T, log *ronintest.ShardLog, shards int, nodes []string, 
 	t.Helper()
 	var owners map[int]string
 	ronintest.Eventually(t, timeout, func() bool {
-		owners = map[int]string{}
-		counts := map[string]int{}
-		for id, on := range log.Running() {
-			if len(on) != 1 {
-				return false
-			}
-			owners[id] = on[0]
-			counts[on[0]]++
-		}
-		if len(owners) != shards {
-			return false
-		}
-		lo, hi := shards/len(nodes), (shards+len(nodes)-1)/len(nodes)
-		for _, n := range nodes {
-			if counts[n] < lo || counts[n] > hi {
-				return false
-			}
-		}
-		return len(counts) == len(nodes)
+		var ok bool
+		owners, ok = log.Settled(shards, nodes)
+		return ok
 	}, "%d shards spread over %v: running %v", shards, nodes, log.Running())
 	return owners
 }

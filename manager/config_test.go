@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nonchan7720/ronin/internal/testkit"
 )
 
 func TestValidateRejectsBadFields(t *testing.T) {
@@ -244,7 +246,7 @@ func TestClusterSize(t *testing.T) {
 // TestClusterSizeResolvesLocalhost checks New with the machine's own
 // resolver; only the name localhost is looked up.
 func TestClusterSizeResolvesLocalhost(t *testing.T) {
-	ports := freePorts(t, 4)
+	ports := testkit.FreePorts(t, 4)
 	for _, tt := range []struct{ host, self, other string }{
 		{"127.0.0.1", "localhost", "127.0.0.1"},
 		{"localhost", "127.0.0.1", "localhost"},
@@ -252,7 +254,7 @@ func TestClusterSizeResolvesLocalhost(t *testing.T) {
 		peers := fmt.Sprintf("nats://%s:%d,nats://%s:%d,nats://%s:%d",
 			tt.self, ports[1], tt.other, ports[2], tt.other, ports[3])
 		m, err := New(Config{NodeID: "n1", Host: tt.host, ClientPort: ports[0], ClusterPort: ports[1],
-			Peers: peers, DataDir: t.TempDir(), Logger: testLogger()})
+			Peers: peers, DataDir: t.TempDir(), Logger: testkit.Logger()})
 		if err != nil {
 			t.Fatal(err)
 		}

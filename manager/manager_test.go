@@ -5,10 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -20,38 +18,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
+
+	"github.com/nonchan7720/ronin/internal/testkit"
 )
 
 // TestMain fails the run if goroutines outlive the tests, covering tests
 // that do not check for leaks themselves.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// testLogger discards logs unless RONIN_TEST_LOG is set.
-func testLogger() *slog.Logger {
-	if os.Getenv("RONIN_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-// freePorts returns n distinct ports on 127.0.0.1 that were free a moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
 
 func routeURL(port int) string { return "nats://127.0.0.1:" + strconv.Itoa(port) }
 
@@ -69,7 +42,7 @@ func newNode(t *testing.T, cfg Config) *Manager {
 		cfg.DataDir = t.TempDir()
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger()
+		cfg.Logger = testkit.Logger()
 	}
 	m, err := New(cfg)
 	if err != nil {
@@ -94,7 +67,7 @@ func startNode(t *testing.T, cfg Config) *Manager {
 // each Start waits for a JetStream quorum.
 func startCluster(t *testing.T, n int) []*Manager {
 	t.Helper()
-	ports := freePorts(t, 2*n)
+	ports := testkit.FreePorts(t, 2*n)
 	var peers []string
 	for i := range n {
 		peers = append(peers, routeURL(ports[n+i]))
@@ -312,7 +285,7 @@ func TestCluster(t *testing.T) {
 
 func TestStartHonoursContext(t *testing.T) {
 	base := baseline(t)
-	ports := freePorts(t, 4)
+	ports := testkit.FreePorts(t, 4)
 	m := newNode(t, Config{
 		ClientPort:  ports[0],
 		ClusterPort: ports[1],
@@ -346,7 +319,7 @@ func TestStartHonoursContext(t *testing.T) {
 
 func TestShutdownInterruptsStart(t *testing.T) {
 	base := baseline(t)
-	ports := freePorts(t, 2)
+	ports := testkit.FreePorts(t, 2)
 	m := newNode(t, Config{ClusterPort: ports[0], Peers: routeURL(ports[0]) + "," + routeURL(ports[1])})
 	errc := make(chan error, 1)
 	go func() { errc <- m.Start(context.Background()) }()
@@ -366,7 +339,7 @@ func TestShutdownInterruptsStart(t *testing.T) {
 func TestStartFailsOnServerFatal(t *testing.T) {
 	// Take the client port between New and Start: the server's listener
 	// fails with a Fatalf, which must neither exit nor hang Start.
-	ports := freePorts(t, 1)
+	ports := testkit.FreePorts(t, 1)
 	m := newNode(t, Config{ClientPort: ports[0]})
 	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(ports[0]))
 	if err != nil {
@@ -419,7 +392,7 @@ func TestURLModeClusterReplicas(t *testing.T) {
 
 func TestURLModeUnreachable(t *testing.T) {
 	base := baseline(t)
-	ports := freePorts(t, 1)
+	ports := testkit.FreePorts(t, 1)
 	m := newNode(t, Config{URL: routeURL(ports[0])})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()

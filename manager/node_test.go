@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nonchan7720/ronin/internal/testkit"
 )
 
 // startErr starts m with a 10 s ctx and returns Start's error and duration.
@@ -48,7 +50,7 @@ func checkDuplicate(t *testing.T, m *Manager, err error, took time.Duration, nod
 func TestDuplicateNodeIDInCluster(t *testing.T) {
 	base := baseline(t)
 	ms := startCluster(t, 3)
-	ports := freePorts(t, 2)
+	ports := testkit.FreePorts(t, 2)
 	twin := newNode(t, Config{NodeID: "n1", ClientPort: ports[0], ClusterPort: ports[1], Peers: ms[0].cfg.Peers})
 	err, took := startErr(twin)
 	checkDuplicate(t, twin, err, took, "n1")
@@ -68,7 +70,7 @@ func TestDuplicateNodeIDInCluster(t *testing.T) {
 // starts cannot see it: the twin must still be refused while it starts.
 func TestDuplicateNodeIDNotInPeers(t *testing.T) {
 	ms := startCluster(t, 3)
-	ports := freePorts(t, 2)
+	ports := testkit.FreePorts(t, 2)
 	peers := strings.Join(strings.Split(ms[0].cfg.Peers, ",")[1:], ",")
 	twin := newNode(t, Config{NodeID: "n1", ClientPort: ports[0], ClusterPort: ports[1], Peers: peers})
 	err, took := startErr(twin)
@@ -209,7 +211,7 @@ func TestRouteServerName(t *testing.T) {
 }
 
 func TestClientHost(t *testing.T) {
-	ports := freePorts(t, 1)
+	ports := testkit.FreePorts(t, 1)
 	m := startNode(t, Config{Host: "127.0.0.1", ClientHost: "127.0.0.2", ClientPort: ports[0]})
 	if want := "nats://127.0.0.2:" + strconv.Itoa(ports[0]); m.ClientURL() != want {
 		t.Errorf("ClientURL = %q, want %q", m.ClientURL(), want)
@@ -337,7 +339,7 @@ func TestURLModePermissionDenied(t *testing.T) {
 }
 
 func TestServerLoggerDuplicateName(t *testing.T) {
-	l := newServerLogger(testLogger())
+	l := newServerLogger(testkit.Logger())
 	l.Errorf("some other error %d", 1)
 	if l.duplicateMessage() != "" {
 		t.Fatal("duplicateMessage set by an unrelated error")

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nonchan7720/ronin/internal/testkit"
 )
 
 // TestRouteOnlyCluster runs 3 storing and 2 route-only nodes whose Peers
@@ -17,7 +19,7 @@ func TestRouteOnlyCluster(t *testing.T) {
 	base := baseline(t)
 	const storing, routeOnly = 3, 2
 	n := storing + routeOnly
-	ports := freePorts(t, 2*n)
+	ports := testkit.FreePorts(t, 2*n)
 	var peers []string
 	for i := range n {
 		peers = append(peers, routeURL(ports[n+i]))
@@ -68,7 +70,7 @@ func TestRouteOnlyCluster(t *testing.T) {
 	// only, the twin would be caught only by its server's refusal of the
 	// route that gossip makes it open to r1, if that happens while its
 	// Start runs: see Manager.Start.)
-	twinPorts := freePorts(t, 2)
+	twinPorts := testkit.FreePorts(t, 2)
 	twin := newNode(t, Config{NodeID: "r1", RouteOnly: true, ClientPort: twinPorts[0], ClusterPort: twinPorts[1],
 		Peers: strings.Join(peers, ","), DataDir: "unused"})
 	err, d := startErr(twin)

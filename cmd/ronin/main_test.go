@@ -22,6 +22,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nonchan7720/ronin/internal/testkit"
 )
 
 // ttl is the lease TTL of every test: short, to keep the package fast.
@@ -70,28 +72,10 @@ func startNATS(t *testing.T) string {
 	return s.ClientURL()
 }
 
-// buffer is a goroutine-safe bytes.Buffer for a process's output.
-type buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // proc is a running ronin process.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *buffer
+	stderr *testkit.Buffer
 	done   chan struct{} // closed when it exited
 	code   int           // exit code, valid after done (-1: killed)
 }
@@ -100,7 +84,7 @@ type proc struct {
 // environment. Cleanup SIGKILLs it if it still runs.
 func startRonin(t *testing.T, out string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(roninBin, args...), stderr: &buffer{}, done: make(chan struct{})}
+	p := &proc{cmd: exec.Command(roninBin, args...), stderr: &testkit.Buffer{}, done: make(chan struct{})}
 	// A -race binary sleeps 1 s at exit unless told otherwise.
 	p.cmd.Env = append(os.Environ(), "OUT="+out, "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
 	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr

@@ -28,7 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nonchan7720/ronin"
-	"github.com/nonchan7720/ronin/examples/internal/localnet"
+	"github.com/nonchan7720/ronin/internal/loopback"
 	"github.com/nonchan7720/ronin/internal/nodehook"
 )
 
@@ -290,7 +290,7 @@ func stopAll(nodes []*node) {
 // startNodes starts a cluster of the named nodes on 127.0.0.1, with free
 // ports and temporary data dirs, concurrently (JetStream needs a quorum).
 func startNodes(ctx context.Context, ids ...string) ([]*node, error) {
-	ports, err := localnet.FreePorts(2 * len(ids))
+	ports, err := loopback.FreePorts(2 * len(ids))
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/nonchan7720/ronin"
-	"github.com/nonchan7720/ronin/examples/internal/localnet"
+	"github.com/nonchan7720/ronin/internal/loopback"
 	"github.com/nonchan7720/ronin/internal/nodehook"
 )
 
@@ -141,7 +141,7 @@ type node struct {
 }
 
 func newCluster(n int, o options) (*cluster, error) {
-	ports, err := localnet.FreePorts(2 * n)
+	ports, err := loopback.FreePorts(2 * n)
 	if err != nil {
 		return nil, err
 	}

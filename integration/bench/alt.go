@@ -21,7 +21,7 @@ func (b *bench) naive(ctx context.Context, ttl time.Duration, k int) {
 	bucket := fmt.Sprintf("naive-%d-%s", k, ttlName(ttl))
 	setting := fmt.Sprintf("TTL %s, %d keys, CAS renew every %s", ttl, k, (ttl / 6).Round(time.Millisecond))
 	metric := "Alternative: naive per-key lease, steady window"
-	defer dropBucket(ctx, b.c.js(0), bucket)
+	defer dropBucket(ctx, js(b.c, 0), bucket)
 	res, err := b.naiveRun(ctx, bucket, ttl, k)
 	if err != nil {
 		b.rep.fail(secElection, metric+", "+setting, err)
@@ -66,7 +66,7 @@ func (b *bench) naiveRun(ctx context.Context, bucket string, ttl time.Duration, 
 	}
 	stats.errors.Store(0)
 	stats.lapsed.Store(0)
-	st, err := measureSteady(ctx, b.c.js(0), bucket, b.plan.window)
+	st, err := measureSteady(ctx, js(b.c, 0), bucket, b.plan.window)
 	if err != nil {
 		return naiveResult{}, err
 	}
@@ -83,14 +83,14 @@ func (b *bench) naiveRun(ctx context.Context, bucket string, ttl time.Duration, 
 func (b *bench) naiveBucket(ctx context.Context, bucket string) ([]jetstream.KeyValue, error) {
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if _, err := b.c.js(0).CreateKeyValue(rctx, jetstream.KeyValueConfig{
+	if _, err := js(b.c, 0).CreateKeyValue(rctx, jetstream.KeyValueConfig{
 		Bucket: bucket, History: 1, Replicas: 3, Storage: jetstream.FileStorage,
 	}); err != nil {
 		return nil, err
 	}
 	kvs := make([]jetstream.KeyValue, 3)
 	for i := range kvs {
-		kv, err := b.c.js(i).KeyValue(rctx, bucket)
+		kv, err := js(b.c, i).KeyValue(rctx, bucket)
 		if err != nil {
 			return nil, err
 		}

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,211 +16,45 @@ import (
 	"github.com/nonchan7720/ronin/internal/nodehook"
 )
 
-// startTimeout bounds one Manager.Start.
-const startTimeout = 2 * time.Minute
-
 // routeURL is the route URL of an embedded node.
 func routeURL(cfg ronin.ServerConfig) string {
 	return fmt.Sprintf("nats://127.0.0.1:%d", cfg.ClusterPort)
 }
 
-// clusterConfigs returns n node configs named prefix1..prefixN, each with
-// its own free ports and a data dir under root, all routed to each other.
-func clusterConfigs(root, prefix string, n int, log *slog.Logger) ([]ronin.ServerConfig, error) {
-	ports, err := ronintest.FreePorts(2 * n)
-	if err != nil {
-		return nil, err
+// newCluster lays out a cluster of n nodes named n1..nN, with its data
+// dirs in a new dir under root, and no node running yet (StartAll starts
+// it). dir is that data dir, for removal.
+func (b *bench) newCluster(n int) (c *ronintest.Cluster, dir string, err error) {
+	if dir, err = os.MkdirTemp(b.root, "cluster-"); err != nil {
+		return nil, "", err
 	}
-	cfgs := make([]ronin.ServerConfig, n)
-	var peers []string
-	for i := range n {
-		id := fmt.Sprintf("%s%d", prefix, i+1)
-		dir, err := os.MkdirTemp(root, id+"-")
-		if err != nil {
-			return nil, err
-		}
-		cfgs[i] = ronin.ServerConfig{
-			NodeID: id, Host: "127.0.0.1", ClientPort: ports[i], ClusterPort: ports[n+i],
-			DataDir: dir, Logger: log,
-		}
-		peers = append(peers, routeURL(cfgs[i]))
-	}
-	for i := range cfgs {
-		cfgs[i].Peers = strings.Join(peers, ",")
-	}
-	return cfgs, nil
+	c, err = ronintest.New(ronintest.Options{Nodes: n, DataDir: dir, Logger: b.log})
+	return c, dir, err
 }
 
-// singleConfig is a node config without peers on a free port.
-func singleConfig(root, id string, log *slog.Logger) (ronin.ServerConfig, error) {
-	ports, err := ronintest.FreePorts(1)
-	if err != nil {
-		return ronin.ServerConfig{}, err
-	}
-	dir, err := os.MkdirTemp(root, id+"-")
-	if err != nil {
-		return ronin.ServerConfig{}, err
-	}
-	return ronin.ServerConfig{NodeID: id, Host: "127.0.0.1", ClientPort: ports[0], DataDir: dir, Logger: log}, nil
-}
-
-// startManager makes and starts a Manager, bounded by startTimeout.
-func startManager(ctx context.Context, cfg ronin.ServerConfig) (*ronin.Manager, error) {
-	m, err := ronin.NewManager(cfg)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	if err := m.Start(ctx); err != nil {
-		m.Shutdown()
-		return nil, fmt.Errorf("start %s: %w", cfg.NodeID, err)
-	}
-	return m, nil
-}
-
-// cluster is a set of embedded nodes; node i keeps its config (ports, data
-// dir) across crash and restart.
-type cluster struct {
-	mu   sync.Mutex
-	cfgs []ronin.ServerConfig
-	mgrs []*ronin.Manager
-}
-
-// newCluster is a cluster of cfgs with no node running yet.
-func newCluster(cfgs []ronin.ServerConfig) *cluster {
-	return &cluster{cfgs: cfgs, mgrs: make([]*ronin.Manager, len(cfgs))}
-}
-
-// startCluster starts every node concurrently (JetStream needs a quorum).
-func startCluster(ctx context.Context, cfgs []ronin.ServerConfig) (*cluster, error) {
-	c := newCluster(cfgs)
-	if err := c.startAll(ctx, nil); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-// startAll starts every node concurrently and, if then is not nil, calls
-// then(i) in node i's goroutine as soon as node i's Start returned. On
-// error every node that started is shut down.
-func (c *cluster) startAll(ctx context.Context, then func(i int) error) error {
-	errs := make(chan error, len(c.cfgs))
-	for i := range c.cfgs {
-		go func() {
-			err := c.restart(ctx, i)
-			if err == nil && then != nil {
-				err = then(i)
-			}
-			errs <- err
-		}()
-	}
-	var all []error
-	for range c.cfgs {
-		all = append(all, <-errs)
-	}
-	if err := errors.Join(all...); err != nil {
-		c.shutdown()
-		return err
-	}
-	return nil
-}
-
-// restart starts node i with its config.
-func (c *cluster) restart(ctx context.Context, i int) error {
-	m, err := startManager(ctx, c.cfgs[i])
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.mgrs[i] = m
-	c.mu.Unlock()
-	return nil
-}
-
-// mgr is node i's Manager (nil while crashed).
-func (c *cluster) mgr(i int) *ronin.Manager {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.mgrs[i]
-}
-
-func (c *cluster) js(i int) jetstream.JetStream { return nodehook.Of(c.mgr(i)).JetStream() }
-
-// crash stops node i without resigning anything: its connection closes
-// and its server shuts down. It returns the dead Manager for reaping.
-func (c *cluster) crash(i int) *ronin.Manager {
-	c.mu.Lock()
-	m := c.mgrs[i]
-	c.mgrs[i] = nil
-	c.mu.Unlock()
-	nodehook.Crash(m)
-	return m
-}
-
-// shutdown stops every running node gracefully, concurrently.
-func (c *cluster) shutdown() {
-	var wg sync.WaitGroup
-	for i := range c.cfgs {
-		if m := c.mgr(i); m != nil {
-			wg.Go(m.Shutdown)
-		}
-	}
-	wg.Wait()
-}
-
-// peers is the route URL list of the cluster.
-func (c *cluster) peers() []string {
-	var out []string
-	for _, cfg := range c.cfgs {
-		out = append(out, routeURL(cfg))
-	}
-	return out
-}
-
-// streamInfo fetches a bucket's stream info from the first live node.
-func (c *cluster) streamInfo(ctx context.Context, bucket string) (*jetstream.StreamInfo, error) {
-	var last error = errors.New("no live node")
-	for i := range c.cfgs {
-		if c.mgr(i) == nil {
-			continue
-		}
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := c.js(i).Stream(rctx, "KV_"+bucket)
-		if err == nil {
-			var info *jetstream.StreamInfo
-			info, err = st.Info(rctx)
-			if err == nil {
-				cancel()
-				return info, nil
-			}
-		}
-		cancel()
-		last = err
-	}
-	return nil, last
+// js is node i's JetStream context.
+func js(c *ronintest.Cluster, i int) jetstream.JetStream {
+	return nodehook.Of(c.Manager(i)).JetStream()
 }
 
 // leaders returns the nodes that lead bucket's stream and the JetStream
 // meta group ("" when unknown).
-func (c *cluster) leaders(ctx context.Context, bucket string) (stream, meta string) {
-	if info, err := c.streamInfo(ctx, bucket); err == nil && info.Cluster != nil {
+func leaders(ctx context.Context, c *ronintest.Cluster, bucket string) (stream, meta string) {
+	if info, err := c.StreamInfo(ctx, bucket); err == nil && info.Cluster != nil {
 		stream = info.Cluster.Leader
 	}
-	for i := range c.cfgs {
-		if m := c.mgr(i); m != nil && nodehook.Of(m).Server().JetStreamIsLeader() {
-			meta = m.NodeID()
-		}
+	if i := c.MetaLeader(); i >= 0 {
+		meta = c.Node(i).Config.NodeID
 	}
 	return stream, meta
 }
 
-// bystander returns a live node that leads neither bucket's stream nor the
-// meta group, preferring the highest index; -1 if none.
-func (c *cluster) bystander(ctx context.Context, bucket string) int {
-	stream, meta := c.leaders(ctx, bucket)
-	for i := len(c.cfgs) - 1; i >= 0; i-- {
-		if m := c.mgr(i); m != nil && !slices.Contains([]string{stream, meta}, m.NodeID()) {
+// bystander returns a running node that leads neither bucket's stream nor
+// the meta group, preferring the highest index; -1 if none.
+func bystander(ctx context.Context, c *ronintest.Cluster, bucket string) int {
+	stream, meta := leaders(ctx, c, bucket)
+	for i := c.Size() - 1; i >= 0; i-- {
+		if c.Manager(i) != nil && !slices.Contains([]string{stream, meta}, c.Node(i).Config.NodeID) {
 			return i
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/integration/ronintest"
 	"github.com/nonchan7720/ronin/internal/nodehook"
 )
 
@@ -27,7 +28,7 @@ func (b *bench) handover(ctx context.Context) {
 			goal:   "p99 < 10 ms", met: verdict(lat.pct(99) < 10*time.Millisecond),
 		})
 	}
-	dropBucket(ctx, b.c.js(0), bucket)
+	dropBucket(ctx, js(b.c, 0), bucket)
 }
 
 // handoverRuns returns the handover latencies and, for each, the part
@@ -42,7 +43,7 @@ func (b *bench) handoverRuns(ctx context.Context, bucket string, ttl time.Durati
 	}()
 	for i := range 3 {
 		id := fmt.Sprintf("c%d", i+1)
-		r, err := campaign(b.c.mgr(i), i, candidateConfig(id, bucket, "k", ttl), events)
+		r, err := campaign(b.c.Manager(i), i, candidateConfig(id, bucket, "k", ttl), events)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -72,7 +73,7 @@ func (b *bench) handoverRuns(ctx context.Context, bucket string, ttl time.Durati
 		}
 		lat = append(lat, ev.at.Sub(t0))
 		release = append(release, time.Unix(0, old.stepped.Load()).Sub(t0))
-		r, err := campaign(b.c.mgr(old.node), old.node, candidateConfig(old.id, bucket, "k", ttl), events)
+		r, err := campaign(b.c.Manager(old.node), old.node, candidateConfig(old.id, bucket, "k", ttl), events)
 		if err != nil {
 			return lat, release, err
 		}
@@ -114,7 +115,7 @@ func (b *bench) crash(ctx context.Context, ttl time.Duration) {
 			})
 		}
 	}
-	dropBucket(ctx, b.c.js(0), bucket)
+	dropBucket(ctx, js(b.c, 0), bucket)
 }
 
 // crashResult is the crash measurement: crash → elected, and the least
@@ -139,8 +140,8 @@ func (b *bench) crashRuns(ctx context.Context, bucket string, ttl time.Duration)
 }
 
 func (b *bench) crashOnce(ctx context.Context, bucket string, ttl time.Duration, run int) (time.Duration, time.Duration, error) {
-	victim, err := startManager(ctx, ronin.ServerConfig{
-		NodeID: fmt.Sprintf("victim-%d", run), URL: b.c.mgr(0).ClientURL(), Logger: b.log,
+	victim, err := ronintest.StartManager(ctx, ronin.ServerConfig{
+		NodeID: fmt.Sprintf("victim-%d", run), URL: b.c.Manager(0).ClientURL(), Logger: b.log,
 	})
 	if err != nil {
 		return 0, 0, err
@@ -159,7 +160,7 @@ func (b *bench) crashOnce(ctx context.Context, bucket string, ttl time.Duration,
 	var fs []*runner
 	defer func() { stopAll(ctx, fs...) }()
 	for i := 1; i < 3; i++ {
-		f, err := campaign(b.c.mgr(i), i, candidateConfig(fmt.Sprintf("c%d", i+1), bucket, key, ttl), events)
+		f, err := campaign(b.c.Manager(i), i, candidateConfig(fmt.Sprintf("c%d", i+1), bucket, key, ttl), events)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -168,7 +169,7 @@ func (b *bench) crashOnce(ctx context.Context, bucket string, ttl time.Duration,
 	if err := waitSeen(ctx, "victim", fs...); err != nil {
 		return 0, 0, err
 	}
-	if err := afterRenew(ctx, b.c.js(1), bucket, victim.NodeID(), ttl); err != nil {
+	if err := afterRenew(ctx, js(b.c, 1), bucket, victim.NodeID(), ttl); err != nil {
 		return 0, 0, err
 	}
 	t0 := time.Now()

@@ -31,7 +31,7 @@ func (b *bench) idle(ctx context.Context) {
 func (b *bench) keysAtScale(ctx context.Context, ttl time.Duration, k int) {
 	bucket := fmt.Sprintf("keys-%d-%s", k, ttlName(ttl))
 	setting := fmt.Sprintf("TTL %s, %d keys × 3 candidates", ttl, k)
-	defer dropBucket(ctx, b.c.js(0), bucket)
+	defer dropBucket(ctx, js(b.c, 0), bucket)
 	ks, err := b.newKeySet(bucket, ttl, k)
 	if err != nil {
 		b.rep.fail(secElection, "Keys at scale, "+setting, err)
@@ -50,7 +50,7 @@ func (b *bench) keysAtScale(ctx context.Context, ttl time.Duration, k int) {
 		return
 	}
 	lost := ks.stepDowns.Load()
-	st, err := measureSteady(ctx, b.c.js(0), bucket, b.plan.window)
+	st, err := measureSteady(ctx, js(b.c, 0), bucket, b.plan.window)
 	if err != nil {
 		b.rep.fail(secElection, "Keys at scale, "+setting, err)
 		return
@@ -103,7 +103,7 @@ func (b *bench) newKeySet(bucket string, ttl time.Duration, k int) (*keySet, err
 			cfg := candidateConfig(fmt.Sprintf("c%d", node+1), bucket, fmt.Sprintf("k%d", key), ttl)
 			cfg.OnElected = func() { ks.elections.Add(1) }
 			cfg.OnSteppingDown = func() { ks.stepDowns.Add(1) }
-			c, err := b.c.mgr(node).NewCandidate(cfg)
+			c, err := b.c.Manager(node).NewCandidate(cfg)
 			if err != nil {
 				return nil, err
 			}

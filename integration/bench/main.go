@@ -63,6 +63,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
 // topics that -only selects, in run order.
@@ -115,10 +117,10 @@ func quickPlan() plan {
 // bench is one run.
 type bench struct {
 	plan plan
-	only map[string]bool // nil: everything
-	root string          // temp dir holding every data dir
-	log  *slog.Logger    // node logger
-	c    *cluster        // the 3-node cluster
+	only map[string]bool    // nil: everything
+	root string             // temp dir holding every data dir
+	log  *slog.Logger       // node logger
+	c    *ronintest.Cluster // the 3-node cluster
 	rep  *report
 	cmp  *comparison // figures for the side-by-side table
 }
@@ -274,7 +276,7 @@ func (b *bench) runAll(ctx context.Context) error {
 		if err := b.cluster(ctx); err != nil {
 			return err
 		}
-		defer b.c.shutdown()
+		defer b.c.Shutdown()
 	}
 	if b.want("handover") {
 		b.handover(ctx)
@@ -320,10 +322,14 @@ func (b *bench) cluster(ctx context.Context) error {
 	if b.want("start") {
 		return b.startTimes(ctx)
 	}
-	cfgs, err := clusterConfigs(b.root, "n", 3, b.log)
+	c, _, err := b.newCluster(3)
 	if err != nil {
 		return err
 	}
-	b.c, err = startCluster(ctx, cfgs)
-	return err
+	if err := c.StartAll(ctx, nil); err != nil {
+		c.Shutdown()
+		return err
+	}
+	b.c = c
+	return nil
 }

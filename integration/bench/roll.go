@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
 // The rolling-restart scenario: N nodes run a 64-shard group; each node in
@@ -148,12 +150,12 @@ func rollRows(tbl, steps, gaps *table, n int, rs []rollRun) {
 		fmt.Sprintf("≥ %.1f %%, gap ≤ %s, ≤ %d moves, 0 overlaps", 100*rollShare, ms(rollGap), rollMoves), verdict(ok))
 	for _, o := range overlaps {
 		tbl.note("Overlap N=%d: shard %d ran on %s (from %s) and %s (from %s) at once for %s",
-			n, o.shard, o.a.node, o.a.start.Format("15:04:05.000"), o.b.node, o.b.start.Format("15:04:05.000"), ms(o.to.Sub(o.from)))
+			n, o.shard, o.a.Node, o.a.Start.Format("15:04:05.000"), o.b.Node, o.b.Start.Format("15:04:05.000"), ms(o.to.Sub(o.from)))
 	}
 	for i, x := range rs {
 		g := x.cv.maxGap()
 		if g.prev != nil && g.next != nil {
-			tbl.note("N=%d roll %d: max gap %s on shard %d, %s → %s at %+.3f s", n, i+1, ms(g.length()), g.shard, g.prev.node, g.next.node, g.from.Sub(x.cv.from).Seconds())
+			tbl.note("N=%d roll %d: max gap %s on shard %d, %s → %s at %+.3f s", n, i+1, ms(g.length()), g.shard, g.prev.Node, g.next.Node, g.from.Sub(x.cv.from).Seconds())
 		}
 		var starts []string
 		for _, st := range x.steps {
@@ -224,16 +226,13 @@ func rollRows(tbl, steps, gaps *table, n int, rs []rollRun) {
 // rollOnce runs one whole roll on a new cluster of n nodes.
 func (b *bench) rollOnce(ctx context.Context, n int) (rollRun, error) {
 	var x rollRun
-	cfgs, err := clusterConfigs(b.root, "n", n, b.log)
+	c, dir, err := b.newCluster(n)
 	if err != nil {
 		return x, err
 	}
-	defer func() {
-		for _, cfg := range cfgs {
-			_ = os.RemoveAll(cfg.DataDir)
-		}
-	}()
-	s := b.shardBenchOn(newCluster(cfgs), rollBucket, rollShards, rollTTL)
+	defer func() { _ = os.RemoveAll(dir) }()
+	defer c.Shutdown()
+	s := b.shardBenchOn(c, rollBucket, rollShards, rollTTL)
 	defer s.halt(ctx)
 	if _, err := s.launch(ctx); err != nil {
 		return x, err
@@ -243,7 +242,7 @@ func (b *bench) rollOnce(ctx context.Context, n int) (rollRun, error) {
 	}
 	tr := &kvTrace{bucket: rollBucket}
 	defer tr.halt()
-	if err := tr.follow(ctx, s.c, n-1); err != nil {
+	if err := tr.follow(ctx, c, n-1); err != nil {
 		return x, fmt.Errorf("trace: %w", err)
 	}
 	type window struct {
@@ -255,10 +254,10 @@ func (b *bench) rollOnce(ctx context.Context, n int) (rollRun, error) {
 	t0 := time.Now()
 	end := t0
 	for i := range n {
-		st := rollStep{node: cfgs[i].NodeID}
-		st.stream, st.meta = s.c.leaders(ctx, rollBucket)
+		st := rollStep{node: c.Node(i).Config.NodeID}
+		st.stream, st.meta = leaders(ctx, c, rollBucket)
 		if tr.node == i {
-			if err := tr.follow(ctx, s.c, (i+1)%n); err != nil {
+			if err := tr.follow(ctx, c, (i+1)%n); err != nil {
 				return x, fmt.Errorf("trace: %w", err)
 			}
 		}
@@ -270,10 +269,10 @@ func (b *bench) rollOnce(ctx context.Context, n int) (rollRun, error) {
 		}
 		st.drain = time.Since(ts)
 		ts = time.Now()
-		s.c.stop(i)
+		c.Stop(i)
 		st.shut = time.Since(ts)
 		ts = time.Now()
-		if err := s.c.restart(ctx, i); err != nil {
+		if err := c.Restart(ctx, i); err != nil {
 			return x, err
 		}
 		st.start = time.Since(ts)
@@ -293,8 +292,9 @@ func (b *bench) rollOnce(ctx context.Context, n int) (rollRun, error) {
 			n, st.node, ms(st.drain), ms(st.shut), ms(st.start), ms(st.rejoin), st.stream, st.meta)
 	}
 	x.total = end.Sub(t0)
+	warnViolations(fmt.Sprintf("roll N=%d", n), s.log)
 	tr.halt()
-	runs := s.log.runs()
+	runs := s.log.Runs()
 	x.cv = cover(runs, rollShards, t0, end)
 	_, _, x.bounces = churn(runs, rollShards, t0, bounceLimit)
 	for id, k := range x.cv.starts {
@@ -302,9 +302,9 @@ func (b *bench) rollOnce(ctx context.Context, n int) (rollRun, error) {
 			continue
 		}
 		var seq []string
-		for _, c := range runs {
-			if c.shard == id && c.endOr(end).After(t0) {
-				seq = append(seq, fmt.Sprintf("%s from %+.3f s", c.node, c.start.Sub(t0).Seconds()))
+		for _, r := range runs {
+			if r.Shard == id && endOr(&r, end).After(t0) {
+				seq = append(seq, fmt.Sprintf("%s from %+.3f s", r.Node, r.Start.Sub(t0).Seconds()))
 			}
 		}
 		x.extra = append(x.extra, fmt.Sprintf("shard %d: %s", id, strings.Join(seq, " → ")))
@@ -312,10 +312,10 @@ func (b *bench) rollOnce(ctx context.Context, n int) (rollRun, error) {
 	events := tr.byKey()
 	unsplit := 0
 	for _, g := range x.cv.gaps {
-		if g.prev == nil || g.next == nil || !g.prev.returned {
+		if g.prev == nil || g.next == nil || !g.prev.Returned {
 			continue
 		}
-		h := handover{shard: g.shard, from: g.prev.node, to: g.next.node, gap: g.length(), kind: "other"}
+		h := handover{shard: g.shard, from: g.prev.Node, to: g.next.Node, gap: g.length(), kind: "other"}
 		for _, w := range wins {
 			if !g.from.Before(w.from) && !g.from.After(w.to) {
 				h.leaderOnIt = w.onLeader
@@ -328,7 +328,7 @@ func (b *bench) rollOnce(ctx context.Context, n int) (rollRun, error) {
 			}
 		}
 		evs := events["shard."+strconv.Itoa(g.shard)]
-		h.splitBy(evs, g.prev.end, g.next.start)
+		h.splitBy(evs, g.prev.End, g.next.Start)
 		x.handovers = append(x.handovers, h)
 		if h.path == pathUnknown {
 			if unsplit++; unsplit > 3 {
@@ -336,9 +336,9 @@ func (b *bench) rollOnce(ctx context.Context, n int) (rollRun, error) {
 			}
 			var near []string
 			for _, e := range evs {
-				if e.stored.After(g.prev.end.Add(-20*time.Millisecond)) && e.stored.Before(g.next.start.Add(20*time.Millisecond)) {
+				if e.stored.After(g.prev.End.Add(-20*time.Millisecond)) && e.stored.Before(g.next.Start.Add(20*time.Millisecond)) {
 					near = append(near, fmt.Sprintf("%s node %q handoff %v stored %+.1f ms",
-						strings.TrimPrefix(e.op.String(), "KeyValue"), e.node, e.handoff, float64(e.stored.Sub(g.prev.end))/1e6))
+						strings.TrimPrefix(e.op.String(), "KeyValue"), e.node, e.handoff, float64(e.stored.Sub(g.prev.End))/1e6))
 				}
 			}
 			if len(near) > 6 {
@@ -411,17 +411,6 @@ func (h *handover) splitBy(evs []kvEvent, returned, started time.Time) {
 	}
 }
 
-// stop shuts node i down gracefully; it stays down until restart.
-func (c *cluster) stop(i int) {
-	c.mu.Lock()
-	m := c.mgrs[i]
-	c.mgrs[i] = nil
-	c.mu.Unlock()
-	if m != nil {
-		m.Shutdown()
-	}
-}
-
 // kvEvent is one write to a shard key, as the bench's watcher saw it.
 type kvEvent struct {
 	key          string
@@ -444,7 +433,7 @@ type kvTrace struct {
 	done   chan struct{}
 }
 
-func (t *kvTrace) follow(ctx context.Context, c *cluster, i int) error {
+func (t *kvTrace) follow(ctx context.Context, c *ronintest.Cluster, i int) error {
 	t.halt()
 	opt := jetstream.UpdatesOnly()
 	t.mu.Lock()
@@ -455,7 +444,7 @@ func (t *kvTrace) follow(ctx context.Context, c *cluster, i int) error {
 	wctx, cancel := context.WithCancel(ctx)
 	rctx, rcancel := context.WithTimeout(wctx, 5*time.Second)
 	defer rcancel()
-	kv, err := c.js(i).KeyValue(rctx, t.bucket)
+	kv, err := js(c, i).KeyValue(rctx, t.bucket)
 	if err != nil {
 		cancel()
 		return err

@@ -84,7 +84,11 @@ func (b *bench) fourthNode() (ronin.ServerConfig, error) {
 		return ronin.ServerConfig{}, err
 	}
 	cfg := ronin.ServerConfig{NodeID: "n4", Host: "127.0.0.1", ClientPort: ports[0], ClusterPort: ports[1], DataDir: dir, Logger: b.log}
-	cfg.Peers = strings.Join(append(b.c.peers(), routeURL(cfg)), ",")
+	peers := []string{routeURL(cfg)}
+	for i := range b.c.Size() {
+		peers = append(peers, routeURL(b.c.Node(i).Config))
+	}
+	cfg.Peers = strings.Join(peers, ",")
 	return cfg, nil
 }
 
@@ -99,7 +103,7 @@ type shutdownResult struct {
 
 func (b *bench) shutdownOnce(ctx context.Context, cfg4 ronin.ServerConfig, run int, force bool) (shutdownResult, error) {
 	var res shutdownResult
-	m4, err := startManager(ctx, cfg4)
+	m4, err := ronintest.StartManager(ctx, cfg4)
 	if err != nil {
 		return res, err
 	}
@@ -108,7 +112,7 @@ func (b *bench) shutdownOnce(ctx context.Context, cfg4 ronin.ServerConfig, run i
 		return res, err
 	}
 	bucket, ttl := fmt.Sprintf("shutdown-%d", run), 5*time.Second
-	defer dropBucket(ctx, b.c.js(0), bucket)
+	defer dropBucket(ctx, js(b.c, 0), bucket)
 	events := make(chan elected, 8)
 	lead, err := prepare(m4, 3, candidateConfig("c4", bucket, "k", ttl), events)
 	if err != nil {
@@ -127,7 +131,7 @@ func (b *bench) shutdownOnce(ctx context.Context, cfg4 ronin.ServerConfig, run i
 	var fs []*runner
 	defer func() { stopAll(ctx, fs...) }()
 	for i := range 3 {
-		f, err := campaign(b.c.mgr(i), i, candidateConfig(fmt.Sprintf("c%d", i+1), bucket, "k", ttl), events)
+		f, err := campaign(b.c.Manager(i), i, candidateConfig(fmt.Sprintf("c%d", i+1), bucket, "k", ttl), events)
 		if err != nil {
 			return res, err
 		}
@@ -136,7 +140,7 @@ func (b *bench) shutdownOnce(ctx context.Context, cfg4 ronin.ServerConfig, run i
 	if err := waitSeen(ctx, "c4", fs...); err != nil {
 		return res, err
 	}
-	if info, err := b.c.streamInfo(ctx, bucket); err == nil && info.Cluster != nil {
+	if info, err := b.c.StreamInfo(ctx, bucket); err == nil && info.Cluster != nil {
 		res.led, res.hosted = info.Cluster.Leader == "n4", hosts(info, "n4")
 	}
 	t0 := time.Now()
@@ -166,7 +170,7 @@ func hosts(info *jetstream.StreamInfo, node string) bool {
 // the leader steps down in node's favour.
 func (b *bench) leadFrom(ctx context.Context, bucket, node string) error {
 	stream := "KV_" + bucket
-	info, err := b.c.streamInfo(ctx, bucket)
+	info, err := b.c.StreamInfo(ctx, bucket)
 	if err != nil || info.Cluster == nil || len(info.Cluster.Replicas) == 0 {
 		return fmt.Errorf("stream info of %s: %v", stream, err)
 	}
@@ -176,7 +180,7 @@ func (b *bench) leadFrom(ctx context.Context, bucket, node string) error {
 			return fmt.Errorf("remove peer %s: %w", peer, err)
 		}
 		if _, err := waitUntil(ctx, 20*time.Second, 20*time.Millisecond, func() bool {
-			info, err := b.c.streamInfo(ctx, bucket)
+			info, err := b.c.StreamInfo(ctx, bucket)
 			return err == nil && info.Cluster != nil && hosts(info, node) && len(info.Cluster.Replicas) == 2
 		}); err != nil {
 			return fmt.Errorf("replica on %s: %w", node, err)
@@ -188,7 +192,7 @@ func (b *bench) leadFrom(ctx context.Context, bucket, node string) error {
 	req := map[string]any{"placement": map[string]string{"preferred": node}}
 	var asked time.Time
 	_, err = waitUntil(ctx, 60*time.Second, 50*time.Millisecond, func() bool {
-		info, err := b.c.streamInfo(ctx, bucket)
+		info, err := b.c.StreamInfo(ctx, bucket)
 		if err != nil || info.Cluster == nil || info.Cluster.Leader == "" {
 			return false
 		}
@@ -215,7 +219,7 @@ func (b *bench) jsAdmin(subject string, req any) error {
 	if err != nil {
 		return err
 	}
-	msg, err := nodehook.Of(b.c.mgr(0)).Conn().Request(subject, data, 5*time.Second)
+	msg, err := nodehook.Of(b.c.Manager(0)).Conn().Request(subject, data, 5*time.Second)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
 // startTimes measures Start: single nodes, then 3-node clusters started
@@ -14,8 +16,8 @@ import (
 // as the bench's cluster.
 func (b *bench) startTimes(ctx context.Context) error {
 	var single sample
-	for i := range b.plan.singleStarts {
-		d, err := b.startSingle(ctx, i)
+	for range b.plan.singleStarts {
+		d, err := b.startSingle(ctx)
 		if err != nil {
 			b.rep.fail(secElection, "Start, single node", err)
 			break
@@ -35,7 +37,7 @@ func (b *bench) startTimes(ctx context.Context) error {
 		ready, usable = append(ready, r), append(usable, u)
 		progress("cluster start %d: all Start returned after %s, R3 bucket after %s", i+1, ms(r), ms(u))
 		if i < b.plan.clusterStarts-1 {
-			c.shutdown()
+			c.Shutdown()
 		} else {
 			b.c = c
 		}
@@ -48,32 +50,30 @@ func (b *bench) startTimes(ctx context.Context) error {
 	return nil
 }
 
-func (b *bench) startSingle(ctx context.Context, i int) (time.Duration, error) {
-	cfg, err := singleConfig(b.root, fmt.Sprintf("single%d", i), b.log)
+func (b *bench) startSingle(ctx context.Context) (time.Duration, error) {
+	c, dir, err := b.newCluster(1)
 	if err != nil {
 		return 0, err
 	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	defer c.Shutdown()
 	t0 := time.Now()
-	m, err := startManager(ctx, cfg)
-	if err != nil {
+	if err := c.StartAll(ctx, nil); err != nil {
 		return 0, err
 	}
-	d := time.Since(t0)
-	m.Shutdown()
-	_ = os.RemoveAll(cfg.DataDir)
-	return d, nil
+	return time.Since(t0), nil
 }
 
 // startMeasured starts a fresh 3-node cluster and returns it with the time
 // until every Start returned and until an R3 bucket could be created.
-func (b *bench) startMeasured(ctx context.Context) (*cluster, time.Duration, time.Duration, error) {
-	cfgs, err := clusterConfigs(b.root, "n", 3, b.log)
+func (b *bench) startMeasured(ctx context.Context) (*ronintest.Cluster, time.Duration, time.Duration, error) {
+	c, _, err := b.newCluster(3)
 	if err != nil {
 		return nil, 0, 0, err
 	}
 	t0 := time.Now()
-	c, err := startCluster(ctx, cfgs)
-	if err != nil {
+	if err := c.StartAll(ctx, nil); err != nil {
+		c.Shutdown()
 		return nil, 0, 0, err
 	}
 	ready := time.Since(t0)
@@ -81,13 +81,13 @@ func (b *bench) startMeasured(ctx context.Context) (*cluster, time.Duration, tim
 	if _, err := waitUntil(ctx, time.Minute, 50*time.Millisecond, func() bool {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		_, err := c.js(0).CreateKeyValue(rctx, cfg)
+		_, err := js(c, 0).CreateKeyValue(rctx, cfg)
 		return err == nil
 	}); err != nil {
-		c.shutdown()
+		c.Shutdown()
 		return nil, 0, 0, fmt.Errorf("create R3 bucket: %w", err)
 	}
 	usable := time.Since(t0)
-	dropBucket(ctx, c.js(0), cfg.Bucket)
+	dropBucket(ctx, js(c, 0), cfg.Bucket)
 	return c, ready, usable, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nonchan7720/ronin/balancer"
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
 // The start-up scenario: three nodes started together, each running a
@@ -133,17 +134,14 @@ func startupRows(tbl, where *table, kind string, ttl time.Duration, rs []startup
 // it if existing.
 func (b *bench) startupOnce(ctx context.Context, ttl time.Duration, existing bool) (startupRun, error) {
 	var x startupRun
-	cfgs, err := clusterConfigs(b.root, "n", 3, b.log)
+	c, dir, err := b.newCluster(3)
 	if err != nil {
 		return x, err
 	}
-	defer func() {
-		for _, cfg := range cfgs {
-			_ = os.RemoveAll(cfg.DataDir)
-		}
-	}()
+	defer func() { _ = os.RemoveAll(dir) }()
+	defer c.Shutdown()
 	if existing {
-		first := b.shardBenchOn(newCluster(cfgs), startupBucket, startupShards, ttl)
+		first := b.shardBenchOn(c, startupBucket, startupShards, ttl)
 		if _, err := first.launch(ctx); err != nil {
 			return x, fmt.Errorf("first life: %w", err)
 		}
@@ -152,8 +150,9 @@ func (b *bench) startupOnce(ctx context.Context, ttl time.Duration, existing boo
 			return x, fmt.Errorf("first life: %w", err)
 		}
 		first.halt(ctx)
+		warnViolations("startup, first life", first.log)
 	}
-	s := b.shardBenchOn(newCluster(cfgs), startupBucket, startupShards, ttl)
+	s := b.shardBenchOn(c, startupBucket, startupShards, ttl)
 	defer s.halt(ctx)
 	l, err := s.launch(ctx)
 	if err != nil {
@@ -165,7 +164,7 @@ func (b *bench) startupOnce(ctx context.Context, ttl time.Duration, existing boo
 	// startupQuiet; if the shards changed hands after all were Ready, wait
 	// again (a few times).
 	var at, since, ready time.Time
-	var runs []hcall
+	var runs []ronintest.Run
 	for attempt := 0; ; attempt++ {
 		readyAt, err := s.waitSettled(ctx, 2*settleTimeout)
 		if err != nil {
@@ -178,7 +177,7 @@ func (b *bench) startupOnce(ctx context.Context, ttl time.Duration, existing boo
 			return x, err
 		}
 		at = time.Now()
-		runs = slices.DeleteFunc(s.log.runs(), func(c hcall) bool { return c.start.After(at) })
+		runs = slices.DeleteFunc(s.log.Runs(), func(c ronintest.Run) bool { return c.Start.After(at) })
 		var ok bool
 		if since, ok = allOnceSince(runs, startupShards, at); ok {
 			break
@@ -195,18 +194,18 @@ func (b *bench) startupOnce(ctx context.Context, ttl time.Duration, existing boo
 	x.moved, x.same, x.bounces = churn(runs, startupShards, time.Time{}, bounceLimit)
 	x.starts = len(runs)
 	plan := balancer.Plan(startupShards, s.allNodes())
-	final, _ := s.log.owners(startupShards)
+	final, _ := s.log.Owners(startupShards)
 	firstOwner := map[int]string{}
 	for i, c := range runs {
 		if i == 0 {
-			x.first = c.start.Sub(last)
+			x.first = c.Start.Sub(last)
 		}
-		if c.returned && !c.end.After(at) {
+		if c.Returned && !c.End.After(at) {
 			x.stops++
-			x.lived = append(x.lived, c.end.Sub(c.start))
+			x.lived = append(x.lived, c.End.Sub(c.Start))
 		}
-		if _, seen := firstOwner[c.shard]; !seen {
-			firstOwner[c.shard] = c.node
+		if _, seen := firstOwner[c.Shard]; !seen {
+			firstOwner[c.Shard] = c.Node
 		}
 	}
 	for id := range startupShards {
@@ -217,7 +216,8 @@ func (b *bench) startupOnce(ctx context.Context, ttl time.Duration, existing boo
 			x.misPlan++
 		}
 	}
-	x.overlaps = len(cover(runs, startupShards, runs[0].start, at).overlaps)
+	x.overlaps = len(cover(runs, startupShards, runs[0].Start, at).overlaps)
+	warnViolations("startup", s.log)
 	return x, nil
 }
 
@@ -233,9 +233,9 @@ type launched struct {
 // group and runs it as soon as its own Start returned.
 func (s *shardBench) launch(ctx context.Context) (launched, error) {
 	var l launched
-	n := len(s.c.cfgs)
+	n := s.c.Size()
 	started, ran := make([]time.Time, n), make([]time.Time, n)
-	err := s.c.startAll(ctx, func(i int) error {
+	err := s.c.StartAll(ctx, func(i int) error {
 		started[i] = time.Now()
 		if err := s.register(i); err != nil {
 			return err
@@ -260,8 +260,8 @@ func (s *shardBench) launch(ctx context.Context) (launched, error) {
 // allNodes are the IDs of every node of s's cluster.
 func (s *shardBench) allNodes() []string {
 	var out []string
-	for _, cfg := range s.c.cfgs {
-		out = append(out, cfg.NodeID)
+	for i := range s.c.Size() {
+		out = append(out, s.c.Node(i).Config.NodeID)
 	}
 	return out
 }
@@ -276,7 +276,8 @@ func (s *shardBench) waitSettled(ctx context.Context, timeout time.Duration) (ti
 				return false
 			}
 		}
-		return s.log.settled(s.cfg.Shards, nodes)
+		_, ok := s.log.Settled(s.cfg.Shards, nodes)
+		return ok
 	})
 	if err != nil {
 		return at, fmt.Errorf("%d shards over %v, every group Ready: %w", s.cfg.Shards, nodes, err)
@@ -285,9 +286,10 @@ func (s *shardBench) waitSettled(ctx context.Context, timeout time.Duration) (ti
 }
 
 // halt shuts every node of s's cluster down gracefully (Manager.Shutdown
-// drains the groups) and waits for the groups' Run to return.
+// drains the groups) and waits for the groups' Run to return; StartAll
+// starts the nodes again.
 func (s *shardBench) halt(ctx context.Context) {
-	s.c.shutdown()
+	s.c.StopAll()
 	for i, m := range s.members {
 		if m != nil {
 			s.members[i] = nil

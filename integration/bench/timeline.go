@@ -4,22 +4,36 @@ import (
 	"cmp"
 	"slices"
 	"time"
+
+	"github.com/nonchan7720/ronin/integration/ronintest"
 )
 
-// Analyses of a shard log's handler runs (shardLog.runs) over a window.
+// Analyses of a shard log's handler runs (ronintest.ShardLog.Runs) over a
+// window.
 
 // endOr is when c returned, or at if it had not returned by then.
-func (c hcall) endOr(at time.Time) time.Time {
-	if c.returned && c.end.Before(at) {
-		return c.end
+func endOr(c *ronintest.Run, at time.Time) time.Time {
+	if c.Returned && c.End.Before(at) {
+		return c.End
 	}
 	return at
+}
+
+// overlapsSoFar counts the pairs of runs of one shard that ran at once (a
+// start while another run of the shard had not returned) over every run
+// in l so far, as cover counts them for the startup and roll tables.
+func overlapsSoFar(l *ronintest.ShardLog, shards int) int {
+	runs := l.Runs()
+	if len(runs) == 0 {
+		return 0
+	}
+	return len(cover(runs, shards, runs[0].Start, time.Now()).overlaps)
 }
 
 // allOnceSince returns the time since which every shard in 0..shards-1
 // has had exactly one running handler, as of at; ok is false if that does
 // not hold at at.
-func allOnceSince(runs []hcall, shards int, at time.Time) (since time.Time, ok bool) {
+func allOnceSince(runs []ronintest.Run, shards int, at time.Time) (since time.Time, ok bool) {
 	type event struct {
 		t     time.Time
 		shard int
@@ -27,12 +41,12 @@ func allOnceSince(runs []hcall, shards int, at time.Time) (since time.Time, ok b
 	}
 	var evs []event
 	for _, c := range runs {
-		if c.start.After(at) {
+		if c.Start.After(at) {
 			continue
 		}
-		evs = append(evs, event{c.start, c.shard, +1})
-		if c.returned && !c.end.After(at) {
-			evs = append(evs, event{c.end, c.shard, -1})
+		evs = append(evs, event{c.Start, c.Shard, +1})
+		if c.Returned && !c.End.After(at) {
+			evs = append(evs, event{c.End, c.Shard, -1})
 		}
 	}
 	// Returns before starts at the same instant: a handover is not an
@@ -72,7 +86,7 @@ func allOnceSince(runs []hcall, shards int, at time.Time) (since time.Time, ok b
 type gap struct {
 	shard      int
 	from, to   time.Time
-	prev, next *hcall
+	prev, next *ronintest.Run
 }
 
 func (g gap) length() time.Duration { return g.to.Sub(g.from) }
@@ -80,7 +94,7 @@ func (g gap) length() time.Duration { return g.to.Sub(g.from) }
 // overlap is two handler runs of one shard running at once.
 type overlap struct {
 	shard    int
-	a, b     hcall
+	a, b     ronintest.Run
 	from, to time.Time
 }
 
@@ -115,36 +129,36 @@ func (c coverage) maxGap() gap {
 }
 
 // cover computes coverage of shards 0..shards-1 over [from, to].
-func cover(runs []hcall, shards int, from, to time.Time) coverage {
+func cover(runs []ronintest.Run, shards int, from, to time.Time) coverage {
 	cv := coverage{from: from, to: to, shards: shards, starts: make([]int, shards)}
-	per := make([][]*hcall, shards)
+	per := make([][]*ronintest.Run, shards)
 	for i := range runs {
 		c := &runs[i]
-		if c.shard < 0 || c.shard >= shards || c.start.After(to) || !c.endOr(to).After(from) {
+		if c.Shard < 0 || c.Shard >= shards || c.Start.After(to) || !endOr(c, to).After(from) {
 			continue
 		}
-		per[c.shard] = append(per[c.shard], c)
-		if c.start.After(from) {
-			cv.starts[c.shard]++
+		per[c.Shard] = append(per[c.Shard], c)
+		if c.Start.After(from) {
+			cv.starts[c.Shard]++
 		}
 	}
 	for id, cs := range per {
-		slices.SortFunc(cs, func(a, b *hcall) int { return a.start.Compare(b.start) })
+		slices.SortFunc(cs, func(a, b *ronintest.Run) int { return a.Start.Compare(b.Start) })
 		for i, a := range cs {
 			for _, b := range cs[i+1:] {
-				if end := a.endOr(to); b.start.Before(end) {
-					cv.overlaps = append(cv.overlaps, overlap{shard: id, a: *a, b: *b, from: b.start, to: minTime(end, b.endOr(to))})
+				if end := endOr(a, to); b.Start.Before(end) {
+					cv.overlaps = append(cv.overlaps, overlap{shard: id, a: *a, b: *b, from: b.Start, to: minTime(end, endOr(b, to))})
 				}
 			}
 		}
 		// Merge the runs into covered intervals; the gaps are between.
-		at, last := from, (*hcall)(nil) // covered up to at, by last
+		at, last := from, (*ronintest.Run)(nil) // covered up to at, by last
 		for _, c := range cs {
-			start := maxTime(c.start, from)
+			start := maxTime(c.Start, from)
 			if start.After(at) {
 				cv.gaps = append(cv.gaps, gap{shard: id, from: at, to: start, prev: last, next: c})
 			}
-			if end := c.endOr(to); end.After(at) {
+			if end := endOr(c, to); end.After(at) {
 				cv.owned += end.Sub(maxTime(start, at))
 				at, last = end, c
 			}
@@ -175,25 +189,25 @@ func maxTime(a, b time.Time) time.Time {
 // run, same starts on the same node (its lease ended and was taken again),
 // and bounces runs shorter than limit between two runs on one other node
 // (a → b → a: handed straight back).
-func churn(runs []hcall, shards int, since time.Time, limit time.Duration) (moved, same, bounces int) {
-	per := make([][]hcall, shards)
+func churn(runs []ronintest.Run, shards int, since time.Time, limit time.Duration) (moved, same, bounces int) {
+	per := make([][]ronintest.Run, shards)
 	for _, c := range runs {
-		if c.shard >= 0 && c.shard < shards {
-			per[c.shard] = append(per[c.shard], c)
+		if c.Shard >= 0 && c.Shard < shards {
+			per[c.Shard] = append(per[c.Shard], c)
 		}
 	}
 	for _, cs := range per {
-		slices.SortFunc(cs, func(a, b hcall) int { return a.start.Compare(b.start) })
+		slices.SortFunc(cs, func(a, b ronintest.Run) int { return a.Start.Compare(b.Start) })
 		for i := 1; i < len(cs); i++ {
-			if !cs[i].start.After(since) {
+			if !cs[i].Start.After(since) {
 				continue
 			}
-			if cs[i].node == cs[i-1].node {
+			if cs[i].Node == cs[i-1].Node {
 				same++
 			} else {
 				moved++
 			}
-			if b := cs[i-1]; i >= 2 && cs[i].node == cs[i-2].node && b.node != cs[i].node && b.returned && b.end.Sub(b.start) < limit {
+			if b := cs[i-1]; i >= 2 && cs[i].Node == cs[i-2].Node && b.Node != cs[i].Node && b.Returned && b.End.Sub(b.Start) < limit {
 				bounces++
 			}
 		}

@@ -4,28 +4,33 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/internal/loopback"
 	"github.com/nonchan7720/ronin/internal/nodehook"
+	"github.com/nonchan7720/ronin/internal/testkit"
 )
 
 // Cluster is a set of Ronin nodes on loopback, each a Manager with its own
 // embedded server and data dir. Node i keeps its ports and data dir across
-// Kill and Restart. With Options.RouteProxies every route goes through a
-// Proxy, so Partition can cut a node off from the others.
+// Kill or Stop and Restart, and across StopAll and StartAll. With
+// Options.RouteProxies every route goes through a Proxy, so Partition can
+// cut a node off from the others.
 type Cluster struct {
 	mu     sync.Mutex
 	nodes  []*Node
 	killed []*ronin.Manager // reaped by Shutdown
-	routes map[[2]int]*Proxy
+	// stopping counts Stops in progress, which Shutdown waits for.
+	stopping sync.WaitGroup
+	routes   map[[2]int]*Proxy
 }
 
 // Node is one member of a Cluster.
@@ -54,8 +59,24 @@ type Options struct {
 
 // Start starts opts.Nodes nodes concurrently (a JetStream cluster needs a
 // quorum to come up) and returns once every one has started, or the first
-// error; on error the nodes already started are shut down.
+// error; on error the nodes already started are shut down. It is New and
+// StartAll.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	c, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.StartAll(ctx, nil); err != nil {
+		c.Shutdown()
+		return nil, err
+	}
+	return c, nil
+}
+
+// New lays out a cluster per opts (node configs, ports, route proxies)
+// with no node running yet; StartAll starts it. Shutdown releases what it
+// holds.
+func New(opts Options) (*Cluster, error) {
 	n := opts.Nodes
 	if opts.Logger == nil {
 		opts.Logger = Logger()
@@ -101,22 +122,52 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 				peers = append(peers, url)
 			}
 			cfg.Peers = strings.Join(peers, ",")
+			if opts.RouteProxies {
+				// Servers gossip each other's route address; a server that
+				// learns one before its proxied route is up dials it
+				// directly, and that route would survive Partition. An
+				// address nobody listens on makes such dials fail.
+				cfg.ServerOptions = func(o *server.Options) { o.Cluster.Advertise = "127.0.0.1:1" }
+			}
 		}
 		c.nodes = append(c.nodes, &Node{Config: cfg})
 	}
-	errs := make(chan error, n)
-	for i := range n {
-		go func() { errs <- c.start(ctx, i) }()
-	}
-	var first error
-	for range n {
-		first = errors.Join(first, <-errs)
-	}
-	if first != nil {
-		c.Shutdown()
-		return nil, fmt.Errorf("start cluster: %w", first)
-	}
 	return c, nil
+}
+
+// StartAll starts every node that is down, concurrently, with its ports
+// and data dir: a cluster's first start after New, or a whole-cluster
+// restart after StopAll. If started is not nil it is called in node i's
+// goroutine as soon as node i's Start returned, while other nodes may
+// still be starting (to register a shard group on each node at once); its
+// error counts as node i's. StartAll returns once every node and callback
+// returned; on error it stops every node again (StopAll).
+func (c *Cluster) StartAll(ctx context.Context, started func(i int) error) error {
+	var down []int
+	for i := range c.nodes {
+		if c.Manager(i) == nil {
+			down = append(down, i)
+		}
+	}
+	errs := make(chan error, len(down))
+	for _, i := range down {
+		go func() {
+			err := c.start(ctx, i)
+			if err == nil && started != nil {
+				err = started(i)
+			}
+			errs <- err
+		}()
+	}
+	var all error
+	for range down {
+		all = errors.Join(all, <-errs)
+	}
+	if all != nil {
+		c.StopAll()
+		return fmt.Errorf("start cluster: %w", all)
+	}
+	return nil
 }
 
 // NewCluster starts n nodes for a test (see Start), fails t if they do not
@@ -136,20 +187,32 @@ func NewCluster(t testing.TB, n int) *Cluster {
 // start makes and starts node i's Manager.
 func (c *Cluster) start(ctx context.Context, i int) error {
 	n := c.nodes[i]
-	m, err := ronin.NewManager(n.Config)
+	m, err := StartManager(ctx, n.Config)
 	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := m.Start(ctx); err != nil {
-		m.Shutdown()
 		return fmt.Errorf("node %s: %w", n.Config.NodeID, err)
 	}
 	c.mu.Lock()
 	n.mgr = m
 	c.mu.Unlock()
 	return nil
+}
+
+// StartManager makes a Manager of cfg and starts it, waiting at most a
+// minute or until ctx ends; if Start fails it shuts the Manager down and
+// returns the error. For a node outside a Cluster (URL mode, a node that
+// joins later).
+func StartManager(ctx context.Context, cfg ronin.ServerConfig) (*ronin.Manager, error) {
+	m, err := ronin.NewManager(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := m.Start(ctx); err != nil {
+		m.Shutdown()
+		return nil, err
+	}
+	return m, nil
 }
 
 // Size is the number of nodes.
@@ -182,14 +245,19 @@ func (c *Cluster) Kill(i int) {
 	nodehook.Crash(m)
 }
 
-// Stop shuts node i down gracefully (resigning first).
+// Stop shuts node i down gracefully (resigning first). Shutdown waits
+// for a Stop still in progress (one started in a goroutine).
 func (c *Cluster) Stop(i int) {
 	c.mu.Lock()
 	m := c.nodes[i].mgr
 	c.nodes[i].mgr = nil
+	if m != nil {
+		c.stopping.Add(1)
+	}
 	c.mu.Unlock()
 	if m != nil {
 		m.Shutdown()
+		c.stopping.Done()
 	}
 }
 
@@ -220,15 +288,21 @@ func (c *Cluster) setRoutes(i int, paused bool) error {
 	return nil
 }
 
+// StopAll shuts every running node down gracefully, concurrently; StartAll
+// brings them back with the same identities.
+func (c *Cluster) StopAll() {
+	var wg sync.WaitGroup
+	for i := range c.nodes {
+		wg.Go(func() { c.Stop(i) })
+	}
+	wg.Wait()
+}
+
 // Shutdown stops every running node gracefully, reaps killed ones and
 // closes the route proxies.
 func (c *Cluster) Shutdown() {
-	var wg sync.WaitGroup
-	for i := range c.nodes {
-		wg.Add(1)
-		go func() { defer wg.Done(); c.Stop(i) }()
-	}
-	wg.Wait()
+	c.StopAll()
+	c.stopping.Wait()
 	c.mu.Lock()
 	killed := c.killed
 	c.killed = nil
@@ -245,17 +319,10 @@ func (c *Cluster) Shutdown() {
 // or -1 if none does (single node: 0).
 func (c *Cluster) StreamLeader(bucket string) int {
 	for i := range c.nodes {
-		m := c.Manager(i)
-		if m == nil {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		st, err := nodehook.Of(m).JetStream().Stream(ctx, "KV_"+bucket)
-		cancel()
+		info, err := c.streamInfo(context.Background(), i, bucket)
 		if err != nil {
 			continue
 		}
-		info := st.CachedInfo()
 		if info.Cluster == nil || info.Cluster.Leader == "" {
 			if len(c.nodes) == 1 {
 				return 0
@@ -271,33 +338,52 @@ func (c *Cluster) StreamLeader(bucket string) int {
 	return -1
 }
 
-// FreePorts returns n distinct free TCP ports on 127.0.0.1.
-func FreePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
+// StreamInfo returns bucket's stream info as the first running node that
+// answers within 2 s sees it, or the last node's error.
+func (c *Cluster) StreamInfo(ctx context.Context, bucket string) (*jetstream.StreamInfo, error) {
+	err := errors.New("ronintest: no node runs")
+	for i := range c.nodes {
+		var info *jetstream.StreamInfo
+		if info, err = c.streamInfo(ctx, i, bucket); err == nil {
+			return info, nil
 		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	return ports, nil
+	return nil, err
 }
 
-// Logger returns a logger for nodes: silent unless RONIN_TEST_LOG is set.
-func Logger() *slog.Logger {
-	if os.Getenv("RONIN_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+// streamInfo asks node i for bucket's stream info, at most 2 s.
+func (c *Cluster) streamInfo(ctx context.Context, i int, bucket string) (*jetstream.StreamInfo, error) {
+	m := c.Manager(i)
+	if m == nil {
+		return nil, fmt.Errorf("ronintest: node %s is down", c.nodes[i].Config.NodeID)
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := nodehook.Of(m).JetStream().Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, err
+	}
+	return st.CachedInfo(), nil
 }
+
+// MetaLeader returns the index of the node that leads the JetStream meta
+// group, or -1 if no running node does.
+func (c *Cluster) MetaLeader() int {
+	for i := range c.nodes {
+		if m := c.Manager(i); m != nil {
+			if s := nodehook.Of(m).Server(); s != nil && s.JetStreamIsLeader() {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// FreePorts returns n distinct free TCP ports on 127.0.0.1.
+func FreePorts(n int) ([]int, error) { return loopback.FreePorts(n) }
+
+// Logger returns a logger for nodes: silent unless RONIN_TEST_LOG is set.
+func Logger() *slog.Logger { return testkit.Logger() }
 
 // Eventually polls cond every 10 ms until it holds or timeout passes, and
 // fails t then.

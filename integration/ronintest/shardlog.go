@@ -111,20 +111,77 @@ func (l *ShardLog) Check(t testing.TB) {
 	}
 }
 
-// Gaps returns, for every handover in the log after since, the time from
-// the old handler's return to the next handler's start on the shard.
-func (l *ShardLog) Gaps(since time.Time) []time.Duration {
+// Handover is a shard moving from one node's handler to another node's.
+type Handover struct {
+	Shard    int
+	From, To string
+	Gap      time.Duration // the new handler's start − the old one's return
+}
+
+// Handovers returns, in start order, every handover in the log whose new
+// handler started after since: a run on another node than the shard's
+// previous run, which had returned.
+func (l *ShardLog) Handovers(since time.Time) []Handover {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out []time.Duration
+	var out []Handover
 	last := map[int]*Run{}
 	for _, c := range l.calls {
 		if prev := last[c.Shard]; prev != nil && prev.Returned && c.Start.After(since) && prev.Node != c.Node {
-			out = append(out, c.Start.Sub(prev.End))
+			out = append(out, Handover{Shard: c.Shard, From: prev.Node, To: c.Node, Gap: c.Start.Sub(prev.End)})
 		}
 		last[c.Shard] = c
 	}
 	return out
+}
+
+// Gaps returns, for every handover in the log after since, the time from
+// the old handler's return to the next handler's start on the shard.
+func (l *ShardLog) Gaps(since time.Time) []time.Duration {
+	var out []time.Duration
+	for _, h := range l.Handovers(since) {
+		out = append(out, h.Gap)
+	}
+	return out
+}
+
+// Owners returns the node of each shard 0..shards-1; ok is false unless
+// every one of them has exactly one running handler.
+func (l *ShardLog) Owners(shards int) (owners map[int]string, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	owners = make(map[int]string, shards)
+	for id := range shards {
+		if len(l.live[id]) != 1 {
+			return nil, false
+		}
+		owners[id] = l.live[id][0].Node
+	}
+	return owners, true
+}
+
+// Settled reports whether every shard 0..shards-1 has exactly one running
+// handler and each of nodes, and no other node, runs floor or ceil of
+// shards/len(nodes) of them (S1); if so it returns each shard's node.
+func (l *ShardLog) Settled(shards int, nodes []string) (owners map[int]string, ok bool) {
+	owners, ok = l.Owners(shards)
+	if !ok || len(nodes) == 0 {
+		return nil, false
+	}
+	counts := map[string]int{}
+	for _, n := range owners {
+		counts[n]++
+	}
+	lo, hi := shards/len(nodes), (shards+len(nodes)-1)/len(nodes)
+	for _, n := range nodes {
+		if counts[n] < lo || counts[n] > hi {
+			return nil, false
+		}
+	}
+	if len(counts) != len(nodes) {
+		return nil, false
+	}
+	return owners, true
 }
 
 // Runs returns a copy of every run so far, in start order.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/nonchan7720/ronin/internal/store"
 	"github.com/nonchan7720/ronin/internal/store/jsstore"
 	"github.com/nonchan7720/ronin/internal/store/memstore"
+	"github.com/nonchan7720/ronin/internal/testkit"
 )
 
 // The conformance table: operation sequences run against memstore (inside a
@@ -731,26 +731,8 @@ func startServer(t *testing.T, opts *server.Options) *server.Server {
 	return s
 }
 
-// freePorts reserves n loopback ports for cluster routes.
-func freePorts(t *testing.T, n int) []int {
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 func startCluster(t *testing.T, n int) []*server.Server {
-	ports := freePorts(t, n)
+	ports := testkit.FreePorts(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))

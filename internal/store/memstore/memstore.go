@@ -297,19 +297,12 @@ func (b *bucket) Get(ctx context.Context, key string) (out store.Entry, err erro
 
 // Check reports whether the handle's incarnation is still the current one.
 func (b *bucket) Check(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	b.s.mu.Lock()
-	defer b.s.mu.Unlock()
-	inc, err := b.current()
-	if err != nil {
-		return err
-	}
-	if inc != b.inc {
-		return fmt.Errorf("%w: bucket %q was deleted and created again (created %v, was %v)", store.ErrBucketGone, b.name, inc.created, b.inc.created)
-	}
-	return nil
+	return b.onCurrent(ctx, func(inc *incarnation) error {
+		if inc != b.inc {
+			return fmt.Errorf("%w: bucket %q was deleted and created again (created %v, was %v)", store.ErrBucketGone, b.name, inc.created, b.inc.created)
+		}
+		return nil
+	})
 }
 
 // Watch starts a watcher on the name's current incarnation.
