@@ -247,7 +247,7 @@ func (b *bucket) Get(ctx context.Context, key string) (store.Entry, error) {
 // missed heartbeats make the client recreate the watch's consumer: the
 // consumer is a single replica on one server, and when that server stops
 // the watch would otherwise go silent without an error.
-const watchHeartbeat = time.Second
+const watchHeartbeat = 500 * time.Millisecond
 
 // Watch delivers every key's last entry, then nil, then every later
 // write. It reads the stream through an ordered consumer that resumes
@@ -259,16 +259,7 @@ func (b *bucket) Watch(ctx context.Context) (store.Watcher, error) {
 	if err != nil {
 		return nil, b.mapErr(ctx, err)
 	}
-	state := st.CachedInfo().State
-	cons, err := b.js.OrderedConsumer(ctx, streamName(b.name), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"$KV." + b.name + ".>"},
-		DeliverPolicy:  jetstream.DeliverAllPolicy, // History 1: one entry per key
-	})
-	if err != nil {
-		return nil, b.mapErr(ctx, err)
-	}
-	w := &watcher{out: make(chan *store.Entry, 256), done: make(chan struct{}), check: b.Check}
-	prefix := "$KV." + b.name + "."
+	w := &watcher{b: b, ctx: ctx, out: make(chan *store.Entry, 256), done: make(chan struct{})}
 	// The initial values are in once a delivered entry has nothing pending
 	// after it: the consumer has caught up with the stream's tail. (Not
 	// "up to the last revision when the watch began": a key rewritten while
@@ -276,33 +267,108 @@ func (b *bucket) Watch(ctx context.Context) (store.Watcher, error) {
 	// only after that one, so a view declared complete there could lack a
 	// live session and think its records free.) With no entry at all, the
 	// marker comes first.
-	initial := state.Msgs > 0
-	if !initial {
+	w.initial = st.CachedInfo().State.Msgs > 0
+	if !w.initial {
 		w.out <- nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.cc, err = cons.Consume(func(m jetstream.Msg) {
-		md, err := m.Metadata()
-		if err != nil || len(m.Subject()) <= len(prefix) {
-			return
-		}
-		e := store.Entry{Key: m.Subject()[len(prefix):], Value: m.Data(), Rev: md.Sequence.Stream, Op: store.Put, Created: md.Timestamp}
-		if op := m.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Headers().Get(jetstream.MarkerReasonHeader) != "" {
-			e.Op, e.Value = store.Delete, nil
-		}
-		if !w.send(ctx, &e) {
-			return
-		}
-		if initial && md.NumPending == 0 {
-			initial = false
-			w.send(ctx, nil) // the initial values are in
-		}
-	}, jetstream.PullHeartbeat(watchHeartbeat), jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) { w.verify() }))
-	if err != nil {
+	if w.cc, err = w.consume(ctx); err != nil {
 		return nil, b.mapErr(ctx, err)
 	}
 	return w, nil
+}
+
+// consume starts an ordered consumer at the first revision not delivered
+// yet (the whole bucket at first) and feeds its entries to the watch.
+func (w *watcher) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
+	w.deliver.Lock()
+	next := w.next
+	w.deliver.Unlock()
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"$KV." + w.b.name + ".>"},
+		DeliverPolicy:  jetstream.DeliverAllPolicy, // History 1: one entry per key
+	}
+	if next > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, next
+	}
+	cons, err := w.b.js.OrderedConsumer(ctx, streamName(w.b.name), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return cons.Consume(w.handle, jetstream.PullHeartbeat(watchHeartbeat), jetstream.ConsumeErrHandler(w.onError))
+}
+
+// handle delivers one message unless an earlier or the same revision was
+// delivered already. While a consumer is being replaced, the old and the
+// new one both deliver in order from at most next on, so whichever comes
+// first delivers each revision and nothing is lost or repeated.
+func (w *watcher) handle(m jetstream.Msg) {
+	prefix := "$KV." + w.b.name + "."
+	md, err := m.Metadata()
+	if err != nil || len(m.Subject()) <= len(prefix) {
+		return
+	}
+	e := store.Entry{Key: m.Subject()[len(prefix):], Value: m.Data(), Rev: md.Sequence.Stream, Op: store.Put, Created: md.Timestamp}
+	if op := m.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Headers().Get(jetstream.MarkerReasonHeader) != "" {
+		e.Op, e.Value = store.Delete, nil
+	}
+	w.deliver.Lock()
+	defer w.deliver.Unlock()
+	if e.Rev < w.next || !w.send(&e) {
+		return
+	}
+	w.next = e.Rev + 1
+	if w.initial && md.NumPending == 0 {
+		w.initial = false
+		w.send(nil) // the initial values are in
+	}
+}
+
+// onError handles a consume error. A 409 "server shutdown" means the
+// server hosting the consumer is stopping: the watch moves to a new
+// consumer at once, instead of after two missed heartbeats. Any error
+// makes verify check that the bucket still exists.
+func (w *watcher) onError(_ jetstream.ConsumeContext, err error) {
+	if errors.Is(err, jetstream.ErrServerShutdown) {
+		go w.move()
+	}
+	w.verify()
+}
+
+// move replaces the consumer with one on a server that is not stopping,
+// starting after the last delivered revision. A consumer placed on the
+// stopping server is never confirmed, so attempts are short and repeated.
+// If none succeeds within 2·watchHeartbeat, the old ordered consumer
+// recreates itself when its heartbeats stop, as it would have anyway.
+func (w *watcher) move() {
+	deadline := time.Now().Add(2 * watchHeartbeat)
+	for time.Now().Before(deadline) && !w.moveOnce() {
+		select {
+		case <-w.done:
+			return
+		case <-time.After(watchHeartbeat / 10):
+		}
+	}
+}
+
+// moveOnce tries one move; it reports whether the watch is done moving
+// (moved, or stopped).
+func (w *watcher) moveOnce() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, watchHeartbeat/2)
+	defer cancel()
+	cc, err := w.consume(ctx)
+	if err != nil {
+		return false
+	}
+	w.cc.Stop()
+	w.cc = cc
+	return true
 }
 
 func (b *bucket) Check(ctx context.Context) error {
@@ -354,13 +420,19 @@ func entry(e jetstream.KeyValueEntry) store.Entry {
 }
 
 type watcher struct {
+	b        *bucket
+	ctx      context.Context // the Watch call's
 	out      chan *store.Entry
 	done     chan struct{}
-	check    func(context.Context) error // the bucket's Check
 	checking atomic.Bool
-	mu       sync.Mutex
+	mu       sync.Mutex // guards cc and stopped
 	cc       jetstream.ConsumeContext
 	stopped  bool
+	// deliver serialises deliveries across consumers; next is the first
+	// revision not delivered yet.
+	deliver sync.Mutex
+	next    uint64
+	initial bool // the initial values are still being read
 	// sending is held for reading by every send; Stop takes it to close
 	// Updates, after which outClosed makes later sends return at once.
 	sending   sync.RWMutex
@@ -380,7 +452,7 @@ func (w *watcher) verify() {
 		// error would come.
 		for range 20 {
 			ctx, cancel := context.WithTimeout(context.Background(), openAttemptTimeout)
-			err := w.check(ctx)
+			err := w.b.Check(ctx)
 			cancel()
 			switch {
 			case err == nil:
@@ -403,7 +475,7 @@ func (w *watcher) verify() {
 // send is in flight: a consumer recreated after a missed heartbeat can
 // still call back from its old subscription after the ConsumeContext says
 // it is closed.
-func (w *watcher) send(ctx context.Context, e *store.Entry) bool {
+func (w *watcher) send(e *store.Entry) bool {
 	w.sending.RLock()
 	defer w.sending.RUnlock()
 	if w.outClosed {
@@ -412,7 +484,7 @@ func (w *watcher) send(ctx context.Context, e *store.Entry) bool {
 	select {
 	case w.out <- e:
 		return true
-	case <-ctx.Done():
+	case <-w.ctx.Done():
 	case <-w.done:
 	}
 	return false
