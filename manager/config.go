@@ -107,8 +107,8 @@ type Config struct {
 	// every server's configuration. Start logs a reminder.
 	//
 	// The connection's user needs permission to publish and subscribe
-	// "$JS.API.>", "$KV.<bucket>.>" for each bucket, "$JS.FC.>", "_INBOX.>"
-	// and "_RONIN.>" (the duplicate-NodeID check, see [Manager.Start]),
+	// "$JS.API.>", "$KV.<bucket>.>" for each bucket, "_INBOX.>" and
+	// "_RONIN.>" (the duplicate-NodeID check, see [Manager.Start]),
 	// with allow_responses: without it the check's reply is dropped and a
 	// second node with the same NodeID is not refused. docs/production.md
 	// has the tested permission set.
