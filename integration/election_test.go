@@ -224,10 +224,12 @@ func TestShutdownWithRunningLeader(t *testing.T) {
 	watchAll(h, "k", a, b)
 	// Known gap (issue note): when the stopping server leads the bucket's
 	// stream, the release can be lost with it, and the successor waits for
-	// the session to expire. Elsewhere the handover takes milliseconds.
+	// the session to expire and for the stream's next leader (a Raft
+	// election: up to 9 s under load). Elsewhere the handover takes
+	// milliseconds.
 	bound := time.Second
 	if c.StreamLeader("shutdown") == 0 {
-		bound = 5*time.Second + 2*time.Second
+		bound = 5*time.Second + 9*time.Second
 	}
 	start := time.Now()
 	go c.Stop(0)
