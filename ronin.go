@@ -27,28 +27,28 @@ var (
 	// the field and the value.
 	ErrInvalidConfig = manager.ErrInvalidConfig
 	// ErrBucketMismatch means a bucket is used with other settings.
-	ErrBucketMismatch = election.ErrBucketMismatch
+	ErrBucketMismatch = engine.ErrBucketMismatch
 	// ErrNotStarted means the Manager was not started.
 	ErrNotStarted = manager.ErrNotStarted
 	// ErrClosed means the Manager is shut down; Run returns it when the
 	// Manager shuts down under a running candidate or group.
-	ErrClosed = election.ErrClosed
+	ErrClosed = engine.ErrClosed
 	// ErrDuplicateNode means Start found another live node with the same
 	// NodeID.
 	ErrDuplicateNode = manager.ErrDuplicateNode
 	// ErrAlreadyRunning means Run was called on a candidate or shard group
 	// that is already running.
-	ErrAlreadyRunning = election.ErrAlreadyRunning
+	ErrAlreadyRunning = engine.ErrAlreadyRunning
 	// ErrBucketGone means a bucket was deleted (or deleted and created
 	// anew) while in use: its leaders stepped down, and Run returns it.
 	// Nothing recreates a bucket behind its users' backs.
-	ErrBucketGone = election.ErrBucketGone
+	ErrBucketGone = engine.ErrBucketGone
 	// ErrUnavailable means this node cannot write to the store now
 	// (Healthy names the cause).
-	ErrUnavailable = election.ErrUnavailable
+	ErrUnavailable = engine.ErrUnavailable
 	// ErrNoBucket means Leader or ObserveLeader named a bucket that does
 	// not exist.
-	ErrNoBucket = election.ErrNoBucket
+	ErrNoBucket = engine.ErrNoBucket
 )
 
 // Timeouts of the Manager's own operations.

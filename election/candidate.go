@@ -66,7 +66,7 @@ func (c CandidateConfig) bucketSpec() engine.BucketSpec {
 
 func (c CandidateConfig) validate() error {
 	if c.CandidateID == "" {
-		return fmt.Errorf("%w: CandidateID %q: required", ErrInvalidConfig, c.CandidateID)
+		return fmt.Errorf("%w: CandidateID %q: required", engine.ErrInvalidConfig, c.CandidateID)
 	}
 	return engine.ValidateKeyName("KeyName", c.KeyName)
 }
@@ -88,8 +88,8 @@ type Candidate struct {
 }
 
 // NewCandidate registers the bucket's settings (creating the bucket if
-// needed) and returns a candidate. Bad input fails with ErrInvalidConfig; a
-// bucket used with other settings fails with ErrBucketMismatch.
+// needed) and returns a candidate. Bad input fails with ronin.ErrInvalidConfig; a
+// bucket used with other settings fails with ronin.ErrBucketMismatch.
 func NewCandidate(ctx context.Context, r *engine.Registry, cfg CandidateConfig) (*Candidate, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -135,17 +135,17 @@ func (c *Candidate) LeaderRev() uint64 {
 // Run campaigns for the key until ctx ends or the Manager shuts down, then
 // resigns: if leading it releases the key at once, so that the next
 // candidate takes over in milliseconds, and OnSteppingDown has run before Run
-// returns. It returns nil when ctx ends, ErrClosed when the Manager shuts
-// down, an error wrapping ErrBucketGone when the bucket is deleted under it
+// returns. It returns nil when ctx ends, ronin.ErrClosed when the Manager shuts
+// down, an error wrapping ronin.ErrBucketGone when the bucket is deleted under it
 // (leadership ends at once; nothing here recreates the bucket), and
-// ErrAlreadyRunning if the candidate is already running. Run may be called
+// ronin.ErrAlreadyRunning if the candidate is already running. Run may be called
 // again after it returned. If it was this node's last user of
 // the bucket, Run first waits (at most 1 s, and only while other nodes are
 // in the bucket) until the key it released has a new holder, so that a
 // server stopped right after does not swallow the successor's write.
 func (c *Candidate) Run(ctx context.Context) error {
 	if !c.mu.TryLock() {
-		return ErrAlreadyRunning
+		return engine.ErrAlreadyRunning
 	}
 	defer c.mu.Unlock()
 	exit, err := c.bucket.Registry().Enter()
@@ -191,7 +191,7 @@ func (c *Candidate) Run(ctx context.Context) error {
 			return nil
 		case <-c.bucket.Registry().Closing():
 			c.resign()
-			return ErrClosed
+			return engine.ErrClosed
 		case <-sub.C():
 		case <-leaseDone:
 		case <-retry.C:
@@ -212,7 +212,7 @@ func (c *Candidate) campaign(ctx context.Context, retry *clock.ChanTimer) {
 		}
 	case errors.Is(err, engine.ErrHeld), errors.Is(err, engine.ErrLostRace):
 		// The watcher will show the winner.
-	case errors.Is(err, engine.ErrNoSession), errors.Is(err, ErrBucketGone):
+	case errors.Is(err, engine.ErrNoSession), errors.Is(err, engine.ErrBucketGone):
 		// The bucket signals every subscriber when the session starts, the
 		// view is complete again, or the bucket is gone.
 	default:
