@@ -92,17 +92,24 @@ func report(rec *runRecord, res check.Result, st eventStats, diags []string) str
 	p("")
 	p("Per fault type, over the fault windows (injection to the end of the quiet period after recovery). Failover: injection to the first tick of a new term, for each shard or key whose holder was hit. Gap: the old term's last tick to the new term's first tick.")
 	p("")
-	p("| fault | n | avail shards | avail keys | shard failover p50 / p99 / max (n) | key failover p50 / p99 / max (n) | shard gap p50 / p99 | key gap p50 / p99 | not recovered | moves |")
-	p("|---|---|---|---|---|---|---|---|---|---|")
+	p("| fault | n | avail shards | avail keys | shard failover p50 / p99 / max (n) | key failover p50 / p99 / max (n) | shard gap p50 / p99 | key gap p50 / p99 | not recovered | key moves | shard moves / ideal |")
+	p("|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, k := range res.Kinds {
-		p("| %s | %d | %s | %s | %s | %s | %s | %s | %d | %d |", k.Kind, k.Count, pct(k.Availability.Shards), pct(k.Availability.Keys),
-			pcts(k.ShardFailover, true), pcts(k.KeyFailover, true), pcts(k.ShardGap, false), pcts(k.KeyGap, false), k.Unrecovered, k.Moves)
+		p("| %s | %d | %s | %s | %s | %s | %s | %s | %d | %d | %s |", k.Kind, k.Count, pct(k.Availability.Shards), pct(k.Availability.Keys),
+			pcts(k.ShardFailover, true), pcts(k.KeyFailover, true), pcts(k.ShardGap, false), pcts(k.KeyGap, false), k.Unrecovered,
+			k.Moves-k.ShardMoves, movesVsIdeal(k.ShardMoves, k.IdealShardMoves))
 	}
 	p("")
 
 	p("## Moves")
 	p("")
 	p("%d moves (a key going to another node) in the checked window: %d of shards, %d of plain keys; %d outside any fault window.", res.Moves, res.ShardMoves, res.Moves-res.ShardMoves, res.QuietMoves)
+	p("")
+	var moved, ideal int
+	for _, k := range res.Kinds {
+		moved, ideal = moved+k.ShardMoves, ideal+k.IdealShardMoves
+	}
+	p("Shard moves in fault windows against the ideal (each shard that failed over to another node moves away and back once): %s (goal: at most 1.2 × ideal).", movesVsIdeal(moved, ideal))
 	p("")
 	if len(rec.Spread) > 0 {
 		p("Shards per node once quiet (contract S1: floor or ceil of shards/nodes):")
@@ -236,4 +243,12 @@ func perNode(m map[string]int) string {
 // cell makes s safe inside a markdown table cell.
 func cell(s string) string {
 	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
+}
+
+// movesVsIdeal prints shard moves beside their ideal and the ratio.
+func movesVsIdeal(moves, ideal int) string {
+	if ideal == 0 {
+		return fmt.Sprintf("%d / 0", moves)
+	}
+	return fmt.Sprintf("%d / %d (%.2f×)", moves, ideal, float64(moves)/float64(ideal))
 }

@@ -150,7 +150,11 @@ type FaultStats struct {
 	Failovers    []Failover
 	// Unrecovered lists affected keys without a new term before End.
 	Unrecovered []string
-	Moves       int
+	// Moves counts keys going to another node inside the window;
+	// ShardMoves those of shards. IdealShardMoves is the least a shard
+	// manager can do: each shard that failed over to another node moves
+	// away and back once.
+	Moves, ShardMoves, IdealShardMoves int
 }
 
 // Percentiles summarise durations (nearest rank).
@@ -167,7 +171,7 @@ type KindStats struct {
 	// Failover and Gap of affected shards and of affected plain keys.
 	ShardFailover, KeyFailover, ShardGap, KeyGap Percentiles
 	Unrecovered                                  int
-	Moves                                        int
+	Moves, ShardMoves, IdealShardMoves           int
 }
 
 // sample is one recorded instant of one key.
@@ -412,6 +416,9 @@ func (r *Result) faultStats(keys []string, samples map[string][]sample, f Fault)
 			}
 			fs.Failovers = append(fs.Failovers, Failover{Key: k, From: old.node, To: x.node,
 				Failover: time.Duration(x.t - f.Start), Gap: time.Duration(max(0, x.t-lastOld))})
+			if IsShard(k) && x.node != old.node {
+				fs.IdealShardMoves += 2
+			}
 			found = true
 			break
 		}
@@ -424,6 +431,9 @@ func (r *Result) faultStats(keys []string, samples map[string][]sample, f Fault)
 		for i := 1; i < len(ts); i++ {
 			if ts[i].Node != ts[i-1].Node && f.Start <= ts[i].First && ts[i].First < f.End {
 				fs.Moves++
+				if IsShard(k) {
+					fs.ShardMoves++
+				}
 			}
 		}
 	}
@@ -449,6 +459,8 @@ func kindStats(faults []FaultStats) []KindStats {
 		ks.Count++
 		ks.Unrecovered += len(f.Unrecovered)
 		ks.Moves += f.Moves
+		ks.ShardMoves += f.ShardMoves
+		ks.IdealShardMoves += f.IdealShardMoves
 		w := f.Fault.End - f.Fault.Start
 		a.span += w
 		a.sh += f.Availability.Shards * float64(w)

@@ -200,6 +200,9 @@ func TestAvailabilityFailoverAndMoves(t *testing.T) {
 		t.Fatalf("moves %d shard %d quiet %d", r.Moves, r.ShardMoves, r.QuietMoves)
 	}
 	fs := r.Faults[0]
+	if fs.ShardMoves != 1 || fs.IdealShardMoves != 2 {
+		t.Fatalf("shard moves %d, ideal %d: want 1 (away; not back yet), 2 (away and back)", fs.ShardMoves, fs.IdealShardMoves)
+	}
 	if len(fs.Failovers) != 1 || fs.Failovers[0].Key != "shard.0" || fs.Failovers[0].To != "n2" {
 		t.Fatalf("failovers %+v", fs.Failovers)
 	}
