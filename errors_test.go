@@ -3,12 +3,16 @@ package ronin_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/nonchan7720/ronin"
+	"github.com/nonchan7720/ronin/internal/engine"
+	"github.com/nonchan7720/ronin/internal/store"
+	"github.com/nonchan7720/ronin/manager"
 )
 
 // One value per sentinel whichever layer returns it.
@@ -33,5 +37,31 @@ func TestSentinelsMatchAcrossLayers(t *testing.T) {
 	}
 	if _, err := m.NewCandidate(ronin.CandidateConfig{CandidateID: "c", BucketName: "b", KeyName: "k", TTL: time.Second}); !errors.Is(err, ronin.ErrClosed) {
 		t.Fatalf("NewCandidate after Shutdown: %v, want ErrClosed", err)
+	}
+}
+
+// Every layer returns the root's sentinel values themselves, so one
+// errors.Is test works whichever layer an error came from.
+func TestSentinelsAreOneValuePerLayer(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		root, layer error
+	}{
+		{"ErrInvalidConfig/manager", ronin.ErrInvalidConfig, manager.ErrInvalidConfig},
+		{"ErrInvalidConfig/engine", ronin.ErrInvalidConfig, engine.ErrInvalidConfig},
+		{"ErrClosed/manager", ronin.ErrClosed, manager.ErrClosed},
+		{"ErrClosed/engine", ronin.ErrClosed, engine.ErrClosed},
+		{"ErrNotStarted", ronin.ErrNotStarted, manager.ErrNotStarted},
+		{"ErrDuplicateNode", ronin.ErrDuplicateNode, manager.ErrDuplicateNode},
+		{"ErrBucketMismatch", ronin.ErrBucketMismatch, engine.ErrBucketMismatch},
+		{"ErrAlreadyRunning", ronin.ErrAlreadyRunning, engine.ErrAlreadyRunning},
+		{"ErrBucketGone/engine", ronin.ErrBucketGone, engine.ErrBucketGone},
+		{"ErrBucketGone/store", ronin.ErrBucketGone, store.ErrBucketGone},
+		{"ErrUnavailable", ronin.ErrUnavailable, engine.ErrUnavailable},
+		{"ErrNoBucket", ronin.ErrNoBucket, engine.ErrNoBucket},
+	} {
+		if !errors.Is(fmt.Errorf("context: %w", tc.layer), tc.root) {
+			t.Errorf("%s: the layer's value is not the root's", tc.name)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nonchan7720/ronin/election"
 	"github.com/nonchan7720/ronin/internal/engine"
+	"github.com/nonchan7720/ronin/internal/errs"
 	"github.com/nonchan7720/ronin/internal/nodehook"
 	"github.com/nonchan7720/ronin/internal/store/jsstore"
 	"github.com/nonchan7720/ronin/manager"
@@ -25,30 +26,30 @@ type CandidateConfig = election.CandidateConfig
 var (
 	// ErrInvalidConfig wraps every configuration error; the message names
 	// the field and the value.
-	ErrInvalidConfig = manager.ErrInvalidConfig
+	ErrInvalidConfig = errs.ErrInvalidConfig
 	// ErrBucketMismatch means a bucket is used with other settings.
-	ErrBucketMismatch = engine.ErrBucketMismatch
+	ErrBucketMismatch = errs.ErrBucketMismatch
 	// ErrNotStarted means the Manager was not started.
-	ErrNotStarted = manager.ErrNotStarted
+	ErrNotStarted = errs.ErrNotStarted
 	// ErrClosed means the Manager is shut down; Run returns it when the
 	// Manager shuts down under a running candidate or group.
-	ErrClosed = engine.ErrClosed
+	ErrClosed = errs.ErrClosed
 	// ErrDuplicateNode means Start found another live node with the same
 	// NodeID.
-	ErrDuplicateNode = manager.ErrDuplicateNode
+	ErrDuplicateNode = errs.ErrDuplicateNode
 	// ErrAlreadyRunning means Run was called on a candidate or shard group
 	// that is already running.
-	ErrAlreadyRunning = engine.ErrAlreadyRunning
+	ErrAlreadyRunning = errs.ErrAlreadyRunning
 	// ErrBucketGone means a bucket was deleted (or deleted and created
 	// anew) while in use: its leaders stepped down, and Run returns it.
 	// Nothing recreates a bucket behind its users' backs.
-	ErrBucketGone = engine.ErrBucketGone
+	ErrBucketGone = errs.ErrBucketGone
 	// ErrUnavailable means this node cannot write to the store now
 	// (Healthy names the cause).
-	ErrUnavailable = engine.ErrUnavailable
+	ErrUnavailable = errs.ErrUnavailable
 	// ErrNoBucket means Leader or ObserveLeader named a bucket that does
 	// not exist.
-	ErrNoBucket = engine.ErrNoBucket
+	ErrNoBucket = errs.ErrNoBucket
 )
 
 // Timeouts of the Manager's own operations.

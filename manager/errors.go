@@ -1,8 +1,6 @@
 package manager
 
 import (
-	"errors"
-
 	"github.com/nonchan7720/ronin/internal/errs"
 )
 
@@ -14,7 +12,7 @@ var (
 
 	// ErrNotStarted is returned by code built on a Manager that is used
 	// before a successful [Manager.Start] (Conn and JetStream are nil then).
-	ErrNotStarted = errors.New("ronin: manager not started")
+	ErrNotStarted = errs.ErrNotStarted
 
 	// ErrClosed reports use of a Manager after [Manager.Shutdown] began,
 	// including a Start that was interrupted by Shutdown.
@@ -25,5 +23,5 @@ var (
 	// found another live node using the same [Config.NodeID]; the message
 	// names the NodeID. Start stops whatever it had started before it
 	// returns it.
-	ErrDuplicateNode = errors.New("ronin: duplicate node")
+	ErrDuplicateNode = errs.ErrDuplicateNode
 )

@@ -15,7 +15,7 @@ var (
 	ErrInvalidConfig = errs.ErrInvalidConfig
 	// ErrBucketMismatch means a bucket is already used with other settings
 	// (TTL, Replicas, shard count) in this process or in the cluster.
-	ErrBucketMismatch = errors.New("ronin: bucket settings mismatch")
+	ErrBucketMismatch = errs.ErrBucketMismatch
 	// ErrLostRace means another candidate wrote the key first. Both NATS CAS
 	// conflicts (ErrKeyExists and ErrKeyRevisionMismatch) map to it.
 	ErrLostRace = errors.New("ronin: lost the race for the key")
@@ -35,5 +35,5 @@ var (
 	// ErrNoBucket means a bucket to observe does not exist.
 	ErrNoBucket = errs.ErrNoBucket
 	// ErrAlreadyRunning means Run was called on a candidate that is running.
-	ErrAlreadyRunning = errors.New("ronin: candidate already running")
+	ErrAlreadyRunning = errs.ErrAlreadyRunning
 )

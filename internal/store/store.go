@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/nonchan7720/ronin/internal/errs"
 )
 
 // Sentinel errors. Implementations wrap them; callers test with errors.Is.
@@ -25,7 +27,7 @@ var (
 	// ErrBucketGone means the bucket was deleted, or deleted and created
 	// anew, since it was opened. Its revisions no longer mean what they
 	// meant: nothing learnt from it may be acted on.
-	ErrBucketGone = errors.New("ronin: bucket was deleted while in use")
+	ErrBucketGone = errs.ErrBucketGone
 )
 
 // Op is the kind of a write.
