@@ -156,7 +156,7 @@ func (c *comparison) print(w io.Writer) {
 			}
 			return f
 		}
-		set := fmt.Sprintf("TTL %s, %d keys × 3 candidates (naive: %d keys, one renewing holder each)", etcdTTL, k, k)
+		set := fmt.Sprintf("TTL %s, %d keys × 3 candidates (Ronin: bucket past its genesis; naive: %d keys, one renewing holder each)", etcdTTL, k, k)
 		line(fmt.Sprintf("%d keys: start → every key led", k), set, "1", msFig(r.took, rok), none, failed(msFig(e.took, eok)))
 		line(fmt.Sprintf("%d keys: replicated writes/s, steady", k), set+"; Ronin, naive: KV stream messages; etcd: raft entries", "window",
 			fig{r.st.writes, rok, "%.1f", ""}, fig{a.st.writes, aok, "%.1f", ""}, failed(fig{e.st.writes, eok, "%.1f", ""}))
