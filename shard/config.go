@@ -86,8 +86,13 @@ type Config struct {
 	// for Settle, so that every node started together is in the first
 	// plan and no shard starts on one node only to move to another; members
 	// seen in the window are adopted at its end without waiting out
-	// Debounce. It does not delay a node that joins a running group. 0
-	// means DefaultSettle (1s); a negative value disables it.
+	// Debounce. While the group has fewer members than the cluster has
+	// storing servers (ServerConfig.Peers), the window stretches, up to
+	// 3·Settle, so that a node started a little after the others is in the
+	// first plan too; a group that runs on fewer nodes than the cluster
+	// has therefore waits 3·Settle on a cold start. It does not delay a
+	// node that joins a running group. 0 means DefaultSettle (1s); a
+	// negative value disables it.
 	Settle time.Duration
 	// MeterProvider for the group's metrics; nil means the global one.
 	MeterProvider metric.MeterProvider

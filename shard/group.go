@@ -224,7 +224,8 @@ func (g *Group) Run(ctx context.Context) error {
 	defer stopMetrics()
 
 	p := newPlanner(g.cfg, g.node)
-	p.settle(g.clock.Now().Add(g.cfg.Settle))
+	now := g.clock.Now()
+	p.settle(now.Add(g.cfg.Settle), now.Add(settleStretch*g.cfg.Settle), g.bucket.Registry().ClusterSize())
 	p.prepared = func(target string, id int) bool {
 		prepares, prepared := g.bucket.Prepared(target, g.keys[id])
 		return !prepares || prepared

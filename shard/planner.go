@@ -47,6 +47,8 @@ type planner struct {
 	rescued   map[int]clock.Instant // shards taken by fallback: their target did not act
 	arrived   map[int]clock.Instant // when each shard owned here was first seen owned
 	settleEnd clock.Instant         // cold start: no acquisitions before it (settle)
+	settleCap clock.Instant         // the latest settleEnd while members are missing
+	expected  int                   // members a cold start waits for (the cluster's servers), 0: none
 	// prepared reports whether target has prepared shard id, or does not
 	// prepare (Config.Prepare); nil means every target is ready.
 	prepared func(target string, id int) bool
@@ -68,15 +70,48 @@ func newPlanner(cfg Config, self string) *planner {
 // settle starts the cold-start window: until end, while no shard of the
 // group has a live holder, nothing is acquired, so that nodes started
 // together all appear before the first plan is acted on; members seen
-// before end are adopted at end without waiting out Debounce.
-func (p *planner) settle(end clock.Instant) { p.settleEnd = end }
+// before end are adopted at end without waiting out Debounce. While fewer
+// than expected members are seen, the window stretches, at most to
+// latest: a node started a little after the others is still in the first
+// plan.
+func (p *planner) settle(end, latest clock.Instant, expected int) {
+	p.settleEnd, p.settleCap, p.expected = end, latest, expected
+}
 
-// settling reports whether now is in the settle window.
-func (p *planner) settling(now clock.Instant) bool { return now.Mono < p.settleEnd.Mono }
+// settleStep is how often a stretched cold-start window looks again (a
+// new member also wakes the group), and settleStretch times Settle the
+// latest it ends.
+const (
+	settleStep    = 100 * time.Millisecond
+	settleStretch = 3
+)
+
+// settling reports whether now is in the settle window: before its end,
+// or before its latest end while fewer members than expected are seen.
+func (p *planner) settling(now clock.Instant) bool {
+	return now.Mono < p.settleEnd.Mono || p.stretching(now)
+}
+
+// stretching reports whether the window is stretched past its end now,
+// waiting for members.
+func (p *planner) stretching(now clock.Instant) bool {
+	return now.Mono < p.settleCap.Mono && len(p.current) < p.expected
+}
+
+// settleWait is how long to wait before looking again while settling.
+func (p *planner) settleWait(now clock.Instant) time.Duration {
+	if now.Mono < p.settleEnd.Mono {
+		return p.settleEnd.Sub(now)
+	}
+	return settleStep
+}
 
 // observe folds the live member set in and returns when to look again for
 // a member still being debounced.
 func (p *planner) observe(members []string, now clock.Instant) time.Duration {
+	if p.stretching(now) && now.Mono > p.settleEnd.Mono {
+		p.settleEnd = now // the window lasted until now: members first seen now are in it
+	}
 	p.current = members
 	adopted := slices.DeleteFunc(slices.Clone(p.adopted), func(m string) bool { return !slices.Contains(members, m) })
 	wait := idle
@@ -126,7 +161,7 @@ func (p *planner) decide(keys []string, holders map[string]engine.Holder, mine m
 	if p.settling(now) && len(holders) == 0 {
 		// A cold start (no shard held anywhere): act on the plan only
 		// once the nodes started together have had time to appear.
-		return nil, nil, p.settleEnd.Sub(now)
+		return nil, nil, p.settleWait(now)
 	}
 	for id := range p.arrived {
 		if mine[id] != stateOwned && mine[id] != stateMoving {

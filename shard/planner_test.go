@@ -206,7 +206,7 @@ func TestPlannerSettlesAColdStart(t *testing.T) {
 	t0 := clock.Real().Now()
 	settle := time.Second
 	p := newPlanner(testConfig(8), "a")
-	p.settle(t0.Add(settle))
+	p.settle(t0.Add(settle), t0.Add(settle), 0)
 	p.observe([]string{"a"}, t0)
 	p.observe([]string{"a", "b"}, t0.Add(900*time.Millisecond)) // b appears late in the window
 	acquire, _, wait := p.decide(keys, nil, nil, t0.Add(500*time.Millisecond))
@@ -224,11 +224,43 @@ func TestPlannerSettlesAColdStart(t *testing.T) {
 	assert.Less(t, len(acquire), 8, "the first plan already includes b")
 }
 
+// Three servers, the third node's group starting 1.2 s after the first:
+// the window stretches until it is seen (at most 3·Settle), so the first
+// plan has all three and no shard starts on a node only to move.
+func TestPlannerSettleWaitsForTheClusterSize(t *testing.T) {
+	keys := keysOf(9)
+	t0 := clock.Real().Now()
+	p := newPlanner(testConfig(9), "a")
+	p.settle(t0.Add(time.Second), t0.Add(3*time.Second), 3)
+	p.observe([]string{"a", "b"}, t0)
+	at := t0.Add(time.Second)
+	p.observe([]string{"a", "b"}, at)
+	acquire, _, wait := p.decide(keys, nil, nil, at)
+	assert.Empty(t, acquire, "two of three servers' nodes: still settling")
+	assert.Equal(t, settleStep, wait)
+
+	at = at.Add(250 * time.Millisecond)
+	p.observe([]string{"a", "b", "c"}, at) // c arrives
+	at = at.Add(settleStep)
+	p.observe([]string{"a", "b", "c"}, at)
+	assert.Equal(t, []string{"a", "b", "c"}, p.adopted, "all three in the first plan")
+	acquire, _, _ = p.decide(keys, nil, nil, at)
+	assert.Len(t, acquire, 3)
+
+	lone := newPlanner(testConfig(9), "a")
+	lone.settle(t0.Add(time.Second), t0.Add(3*time.Second), 3)
+	for at := t0; at.Mono <= t0.Add(3*time.Second).Mono; at = at.Add(settleStep) {
+		lone.observe([]string{"a", "b"}, at)
+	}
+	acquire, _, _ = lone.decide(keys, nil, nil, t0.Add(3*time.Second))
+	assert.NotEmpty(t, acquire, "a group on fewer nodes than the cluster starts after 3·Settle")
+}
+
 func TestPlannerSettleDoesNotDelayAJoinToARunningGroup(t *testing.T) {
 	keys := keysOf(8)
 	t0 := clock.Real().Now()
 	p := newPlanner(testConfig(8), "a")
-	p.settle(t0.Add(time.Second))
+	p.settle(t0.Add(time.Second), t0.Add(time.Second), 0)
 	p.observe([]string{"a", "b"}, t0)
 	p.observe([]string{"a", "b"}, t0.Add(DefaultDebounce))
 	holders := map[string]engine.Holder{}

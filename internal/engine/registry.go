@@ -91,6 +91,10 @@ func NewRegistry(h Host) *Registry {
 // Closing is closed when Close starts: running candidates and groups resign.
 func (r *Registry) Closing() <-chan struct{} { return r.closing }
 
+// ClusterSize is the number of servers that store the buckets, 0 when
+// unknown (Host.ClusterSize).
+func (r *Registry) ClusterSize() int { return r.host.ClusterSize }
+
 // Enter registers a running user (a candidate's or a shard group's Run).
 // Close waits for the returned func to be called; after Close started,
 // Enter fails with ErrClosed.

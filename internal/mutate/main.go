@@ -86,6 +86,10 @@ var mutations = []mutation{
 		[][2]string{{"b.unsettled = len(todo) > 0", "b.unsettled = false"}}, "crash"},
 	{"a watch moves off a server that stops (409 server shutdown)", "internal/store/jsstore/jsstore.go",
 		[][2]string{{"if errors.Is(err, jetstream.ErrServerShutdown) {", "if false && errors.Is(err, jetstream.ErrServerShutdown) {"}}, ""},
+	{"a cold start waits for as many members as the cluster has servers", "shard/planner.go",
+		[][2]string{{"return now.Mono < p.settleEnd.Mono || p.stretching(now)", "return now.Mono < p.settleEnd.Mono"}}, ""},
+	{"members first seen while the window stretched are in the first plan", "shard/planner.go",
+		[][2]string{{"\t\tp.settleEnd = now // the window lasted until now", "\t\t_ = now // the window lasted until now"}}, ""},
 	{"lease end cancels the handler ctx synchronously", "internal/engine/lease.go",
 		[][2]string{{"\tfor _, f := range fs {\n\t\tf()\n\t}", "\tfor _, f := range fs {\n\t\tgo f()\n\t}"}}, ""},
 }
