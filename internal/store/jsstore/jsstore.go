@@ -282,9 +282,10 @@ func (b *bucket) Watch(ctx context.Context) (store.Watcher, error) {
 // consume starts an ordered consumer at the first revision not delivered
 // yet (the whole bucket at first) and feeds its entries to the watch.
 func (w *watcher) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
-	w.deliver.Lock()
-	next := w.next
-	w.deliver.Unlock()
+	// Not under deliver: a send blocked on a full Updates must not hold up
+	// a move. Starting at a revision whose send is in flight is fine; the
+	// new consumer's copy of it is skipped.
+	next := w.next.Load()
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{"$KV." + w.b.name + ".>"},
 		DeliverPolicy:  jetstream.DeliverAllPolicy, // History 1: one entry per key
@@ -315,10 +316,10 @@ func (w *watcher) handle(m jetstream.Msg) {
 	}
 	w.deliver.Lock()
 	defer w.deliver.Unlock()
-	if e.Rev < w.next || !w.send(&e) {
+	if e.Rev < w.next.Load() || !w.send(&e) {
 		return
 	}
-	w.next = e.Rev + 1
+	w.next.Store(e.Rev + 1)
 	if w.initial && md.NumPending == 0 {
 		w.initial = false
 		w.send(nil) // the initial values are in
@@ -429,10 +430,10 @@ type watcher struct {
 	cc       jetstream.ConsumeContext
 	stopped  bool
 	// deliver serialises deliveries across consumers; next is the first
-	// revision not delivered yet.
+	// revision not delivered yet (written under deliver).
 	deliver sync.Mutex
-	next    uint64
-	initial bool // the initial values are still being read
+	next    atomic.Uint64
+	initial bool // the initial values are still being read (under deliver)
 	// sending is held for reading by every send; Stop takes it to close
 	// Updates, after which outClosed makes later sends return at once.
 	sending   sync.RWMutex
