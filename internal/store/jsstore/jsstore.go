@@ -32,58 +32,98 @@ type Backend struct {
 	Description string
 }
 
-// openAttemptTimeout bounds one attempt of Open: while a restarted cluster
-// recovers, the JetStream API may not answer at all.
-const openAttemptTimeout = time.Second
+// Open attempts overlap: while a restarted cluster recovers, the JetStream
+// API does not answer at all (a stream without a leader yet, or one being
+// created by another node, stays silent), and an unanswered request is
+// never answered later. So while attempts go unanswered a new one starts
+// every openAttemptEvery, at most openAttempts at once, each bounded by
+// openAttemptMax: an answer that becomes possible is seen within about
+// openAttemptEvery, and an answer slower than that (a loaded server) is
+// still taken.
+const (
+	openAttemptEvery = 250 * time.Millisecond
+	openAttemptMax   = time.Second
+	openAttempts     = 4
+)
 
-// Open opens or creates spec's bucket, retrying transient errors (JetStream
-// warming up, no meta leader yet) with backoff until ctx ends. Errors that
-// no retry cures, because the servers cannot hold spec.Replicas replicas,
-// are returned at once (see replicasErr).
-func (b Backend) Open(ctx context.Context, spec store.Spec) (store.Opened, error) {
+// retryOpen runs attempt until one succeeds, fatal reports an error as
+// final, or ctx ends; attempts overlap while unanswered (see
+// openAttemptEvery), and an error reply backs off from 50 ms to 1 s.
+func retryOpen(ctx context.Context, name string, attempt func(context.Context) (store.Opened, error), fatal func(error) error) (store.Opened, error) {
+	type result struct {
+		o   store.Opened
+		err error
+	}
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan result, openAttempts) // late attempts never block
 	wait := backoff.New(50*time.Millisecond, time.Second)
+	var (
+		running int
+		next    <-chan time.Time // when to start another attempt; nil: when one ends
+		lastErr error
+	)
+	start := func() {
+		running++
+		go func() {
+			c, cancel := context.WithTimeout(actx, openAttemptMax)
+			defer cancel()
+			o, err := attempt(c)
+			results <- result{o, err}
+		}()
+		next = time.After(openAttemptEvery)
+	}
+	start()
 	for {
-		actx, cancel := context.WithTimeout(ctx, openAttemptTimeout)
-		o, err := b.openOnce(actx, spec)
-		cancel()
-		if err == nil {
-			return o, nil
-		}
-		if rerr := replicasErr(spec, err); rerr != nil {
-			return store.Opened{}, rerr
-		}
 		select {
 		case <-ctx.Done():
-			return store.Opened{}, fmt.Errorf("ronin: open bucket %q: %w (last error: %v)", spec.Name, ctx.Err(), err)
-		case <-time.After(wait.Next()):
+			return store.Opened{}, fmt.Errorf("ronin: open bucket %q: %w (last error: %v)", name, ctx.Err(), lastErr)
+		case <-next:
+			next = nil
+			if running < openAttempts {
+				start()
+			}
+		case r := <-results:
+			running--
+			if r.err == nil {
+				return r.o, nil
+			}
+			if ferr := fatal(r.err); ferr != nil {
+				return store.Opened{}, ferr
+			}
+			lastErr = r.err
+			if !errors.Is(r.err, context.DeadlineExceeded) {
+				next = time.After(wait.Next()) // an answer, not silence: back off
+			} else if next == nil {
+				start()
+			}
 		}
 	}
+}
+
+// Open opens or creates spec's bucket, retrying transient errors (JetStream
+// warming up, no meta leader yet) until ctx ends. Errors that retrying
+// cannot cure (a replicas mismatch) are returned at once.
+func (b Backend) Open(ctx context.Context, spec store.Spec) (store.Opened, error) {
+	return retryOpen(ctx, spec.Name, func(actx context.Context) (store.Opened, error) { return b.openOnce(actx, spec) },
+		func(err error) error { return replicasErr(spec, err) })
 }
 
 // Lookup opens the existing bucket name, retrying transient errors until
 // ctx ends; it fails at once with store.ErrNotFound if there is none.
 func (b Backend) Lookup(ctx context.Context, name string) (store.Opened, error) {
-	wait := backoff.New(50*time.Millisecond, time.Second)
-	for {
-		actx, cancel := context.WithTimeout(ctx, openAttemptTimeout)
+	return retryOpen(ctx, name, func(actx context.Context) (store.Opened, error) {
 		st, err := b.JS.Stream(actx, streamName(name))
-		var o store.Opened
-		if err == nil {
-			o, err = b.opened(actx, name, st.CachedInfo(), false)
+		if err != nil {
+			return store.Opened{}, err
 		}
-		cancel()
-		switch {
-		case err == nil:
-			return o, nil
-		case errors.Is(err, jetstream.ErrStreamNotFound):
-			return store.Opened{}, fmt.Errorf("bucket %q: %w", name, store.ErrNotFound)
+		return b.opened(actx, name, st.CachedInfo(), false)
+	}, func(err error) error {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("bucket %q: %w", name, store.ErrNotFound)
 		}
-		select {
-		case <-ctx.Done():
-			return store.Opened{}, fmt.Errorf("ronin: open bucket %q: %w (last error: %v)", name, ctx.Err(), err)
-		case <-time.After(wait.Next()):
-		}
-	}
+		return nil
+	})
 }
 
 // Names lists the KV buckets whose stream metadata has key, sorted.
@@ -161,8 +201,15 @@ func (b Backend) openOnce(ctx context.Context, spec store.Spec) (store.Opened, e
 	}
 }
 
-// opened opens the KV view of a bucket's stream.
+// errNoStreamLeader is an open attempt's error while the bucket's stream
+// (being created, or recovering) has no leader to take writes yet.
+var errNoStreamLeader = errors.New("the bucket's stream has no leader yet")
+
+// opened opens the KV view of a bucket's stream, once it has a leader.
 func (b Backend) opened(ctx context.Context, name string, info *jetstream.StreamInfo, created bool) (store.Opened, error) {
+	if info.Cluster != nil && info.Cluster.Leader == "" {
+		return store.Opened{}, fmt.Errorf("bucket %q: %w", name, errNoStreamLeader)
+	}
 	kv, err := b.JS.KeyValue(ctx, name)
 	if err != nil {
 		return store.Opened{}, err
@@ -314,6 +361,13 @@ func (w *watcher) handle(m jetstream.Msg) {
 	if op := m.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Headers().Get(jetstream.MarkerReasonHeader) != "" {
 		e.Op, e.Value = store.Delete, nil
 	}
+	if g := w.held(); g != nil {
+		select {
+		case <-g:
+		case <-w.done:
+			return
+		}
+	}
 	w.deliver.Lock()
 	defer w.deliver.Unlock()
 	if e.Rev < w.next.Load() || !w.send(&e) {
@@ -331,10 +385,11 @@ func (w *watcher) handle(m jetstream.Msg) {
 // consumer at once, instead of after two missed heartbeats. Any error
 // makes verify check that the bucket still exists.
 func (w *watcher) onError(_ jetstream.ConsumeContext, err error) {
-	if errors.Is(err, jetstream.ErrServerShutdown) {
+	shutdown := errors.Is(err, jetstream.ErrServerShutdown)
+	if shutdown {
 		go w.move()
 	}
-	w.verify()
+	w.verify(!shutdown)
 }
 
 // move replaces the consumer with one on a server that is not stopping,
@@ -396,7 +451,7 @@ func (b *bucket) mapErr(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %w", store.ErrConflict, err)
 	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrBucketNotFound),
 		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrStreamNotFound):
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), openAttemptTimeout)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), openAttemptMax)
 		defer cancel()
 		if cerr := b.Check(cctx); errors.Is(cerr, store.ErrBucketGone) {
 			return cerr
@@ -421,14 +476,13 @@ func entry(e jetstream.KeyValueEntry) store.Entry {
 }
 
 type watcher struct {
-	b        *bucket
-	ctx      context.Context // the Watch call's
-	out      chan *store.Entry
-	done     chan struct{}
-	checking atomic.Bool
-	mu       sync.Mutex // guards cc and stopped
-	cc       jetstream.ConsumeContext
-	stopped  bool
+	b       *bucket
+	ctx     context.Context // the Watch call's
+	out     chan *store.Entry
+	done    chan struct{}
+	mu      sync.Mutex // guards cc and stopped
+	cc      jetstream.ConsumeContext
+	stopped bool
 	// deliver serialises deliveries across consumers; next is the first
 	// revision not delivered yet (written under deliver).
 	deliver sync.Mutex
@@ -438,37 +492,84 @@ type watcher struct {
 	// Updates, after which outClosed makes later sends return at once.
 	sending   sync.RWMutex
 	outClosed bool
+	// checkMu guards the bucket checks after consume errors (verify):
+	// one runs at a time (checking), recheck asks it to check again, and
+	// gate, while set, holds deliveries back: the ordered consumer may
+	// have been recreated on a new incarnation of the bucket's name, so
+	// nothing is delivered until a check says it is the same bucket.
+	checkMu           sync.Mutex
+	checking, recheck bool
+	gate              chan struct{}
 }
 
 // verify runs after a consume error (a missed heartbeat, a consumer being
 // recreated): if the bucket is gone the watch ends, as a KV watcher does.
-func (w *watcher) verify() {
-	if !w.checking.CompareAndSwap(false, true) {
+// With hold, deliveries wait for the check (see gate): a move off a
+// stopping server (409) keeps the same stream and does not hold them.
+func (w *watcher) verify(hold bool) {
+	w.checkMu.Lock()
+	defer w.checkMu.Unlock()
+	if hold && w.gate == nil {
+		w.gate = make(chan struct{})
+	}
+	w.recheck = true
+	if w.checking {
 		return
 	}
-	go func() {
-		defer w.checking.Store(false)
-		// Until the check is conclusive: the consumer may be recreated on
-		// a new incarnation of the name meanwhile, and then no further
-		// error would come.
-		for range 20 {
-			ctx, cancel := context.WithTimeout(context.Background(), openAttemptTimeout)
-			err := w.b.Check(ctx)
-			cancel()
-			switch {
-			case err == nil:
-				return // the same bucket: the consumer was only recreated
-			case errors.Is(err, store.ErrBucketGone):
-				_ = w.Stop()
+	w.checking = true
+	go w.check()
+}
+
+// check checks the bucket until a check that began after the latest
+// consume error is conclusive: the same bucket opens the gate, a gone one
+// ends the watch. The consumer may be recreated on a new incarnation of
+// the name meanwhile, and then no further error would come.
+func (w *watcher) check() {
+	done := func() {
+		w.checkMu.Lock()
+		w.checking = false
+		w.checkMu.Unlock()
+	}
+	for {
+		w.checkMu.Lock()
+		w.recheck = false
+		w.checkMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), openAttemptMax)
+		err := w.b.Check(ctx)
+		cancel()
+		switch {
+		case errors.Is(err, store.ErrBucketGone):
+			_ = w.Stop()
+			done()
+			return
+		case err == nil:
+			w.checkMu.Lock()
+			if !w.recheck {
+				if w.gate != nil {
+					close(w.gate)
+					w.gate = nil
+				}
+				w.checking = false
+				w.checkMu.Unlock()
 				return
 			}
-			select {
-			case <-w.done:
-				return
-			case <-time.After(watchHeartbeat / 2):
-			}
+			w.checkMu.Unlock()
+			continue // another error came meanwhile
 		}
-	}()
+		select {
+		case <-w.done:
+			done()
+			return
+		case <-time.After(watchHeartbeat / 2):
+		}
+	}
+}
+
+// held returns the gate deliveries wait for, nil if none.
+func (w *watcher) held() chan struct{} {
+	w.checkMu.Lock()
+	defer w.checkMu.Unlock()
+	return w.gate
 }
 
 // send delivers e (nil: the initial values are in) unless the watch ended.
