@@ -69,13 +69,6 @@ func Rank(shard int, members []string) []string {
 	return ms
 }
 
-// pair is one (shard, member) candidate of the capped rendezvous walk.
-type pair struct {
-	key    uint64 // ^Score, so ascending key is descending score
-	shard  int32
-	member int32 // index into the sorted distinct member list
-}
-
 // Plan returns the target owner of every shard 0..shards-1: plan[i] is the
 // member that should own shard i. members is treated as a set: duplicates and
 // empty names are ignored and its order does not matter; it is not modified.
@@ -94,34 +87,96 @@ func Plan(shards int, members []string) []string {
 		return nil
 	}
 	plan := make([]string, shards)
+	fill(plan, distinct(members))
+	return plan
+}
+
+// PlanAway is Plan for members while the members in away are gone for a
+// while (restarting, cut off) and expected back: every member keeps the
+// shards that Plan over members and away together gives it, and only the
+// away members' shards are spread over members, by the same capped walk.
+// When an away member comes back, Plan over all of them gives its shards
+// back to it and nobody else's move. Names in both lists count as members.
+//
+// Every member is still the target of floor(shards/N) or ceil(shards/N)
+// shards, N being the number of distinct members (S1): with K > N names in
+// the full plan, each member keeps at most ceil(S/K) <= ceil(S/N) shards,
+// and the members at floor(S/K)+1 number S mod K, no more than the
+// S mod N extra slots when floor(S/K) = floor(S/N). With no away members
+// it is Plan.
+func PlanAway(shards int, members, away []string) []string {
 	ms := distinct(members)
-	n := len(ms)
-	switch n {
-	case 0:
-		return plan
-	case 1:
+	away = slices.DeleteFunc(distinct(away), func(m string) bool { _, found := slices.BinarySearch(ms, m); return found })
+	if len(away) == 0 || len(ms) == 0 {
+		return Plan(shards, ms)
+	}
+	plan := Plan(shards, append(slices.Clone(ms), away...))
+	for i, target := range plan {
+		if _, found := slices.BinarySearch(ms, target); !found {
+			plan[i] = ""
+		}
+	}
+	fill(plan, ms)
+	return plan
+}
+
+// pair is one (shard, member) candidate of the capped rendezvous walk.
+type pair struct {
+	key    uint64 // ^Score, so ascending key is descending score
+	shard  int32
+	member int32 // index into the sorted distinct member list
+}
+
+// fill assigns every empty entry of plan to a member of ms (sorted,
+// distinct) by the capped rendezvous walk, counting the entries already
+// assigned, so that every member ends with floor(S/N) or ceil(S/N) shards;
+// the entries already assigned must leave room for that (at most
+// S mod N members above floor(S/N), none above ceil(S/N)).
+func fill(plan []string, ms []string) {
+	n, shards := len(ms), len(plan)
+	if n == 0 {
+		return
+	}
+	base, extra := shards/n, shards%n
+	counts := make([]int, n)
+	left := 0
+	for _, target := range plan {
+		if target == "" {
+			left++
+			continue
+		}
+		j, _ := slices.BinarySearch(ms, target)
+		counts[j]++
+	}
+	for _, c := range counts {
+		if c > base {
+			extra-- // a member already holding one of the shards%N extra slots
+		}
+	}
+	if left == 0 {
+		return
+	}
+	if n == 1 {
 		for i := range plan {
 			plan[i] = ms[0]
 		}
-		return plan
+		return
 	}
-
 	hs := make([]hasher, n)
 	for j, m := range ms {
 		hs[j].reset(m)
 	}
 	// int32 shard ids suffice: more than 1<<31 shards would not fit in
 	// memory as pairs anyway.
-	pairs := make([]pair, 0, shards*n)
-	for s := range shards {
+	pairs := make([]pair, 0, left*n)
+	for s, target := range plan {
+		if target != "" {
+			continue
+		}
 		for j := range hs {
 			pairs = append(pairs, pair{key: ^hs[j].score(s), shard: int32(s), member: int32(j)})
 		}
 	}
-
-	base, extra := shards/n, shards%n
-	counts := make([]int, n)
-	left := shards
 	walk(pairs, func(p pair) bool {
 		if plan[p.shard] != "" {
 			return true
@@ -138,7 +193,6 @@ func Plan(shards int, members []string) []string {
 		left--
 		return left > 0
 	})
-	return plan
 }
 
 // walk calls visit for the pairs in ascending (key, shard, member) order,

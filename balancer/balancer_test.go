@@ -272,3 +272,49 @@ func TestWalkOrder(t *testing.T) {
 		}
 	}
 }
+
+// PlanAway keeps every member's shards of the plan that includes the away
+// members, spreads only the away members' shards (S1 over the members),
+// and gives exactly those back when the away members return.
+func TestPlanAway(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, s := range []int{1, 2, 5, 7, 16, 64, 1024} {
+		for _, n := range []int{1, 2, 3, 4, 5, 8} {
+			for _, gone := range []int{1, 2} {
+				for range 20 {
+					all := make([]string, n+gone)
+					for i := range all {
+						all[i] = fmt.Sprintf("n%x", rng.Uint64())
+					}
+					members, away := all[:n], all[n:]
+					msg := fmt.Sprintf("S=%d N=%d away=%d %v", s, n, gone, all)
+					full := Plan(s, all)
+					got := PlanAway(s, members, away)
+					checkSpread(t, got, members, msg)
+					for i, target := range full {
+						if slices.Contains(members, target) && got[i] != target {
+							t.Fatalf("%s: shard %d left member %s", msg, i, target)
+						}
+					}
+					moved := 0
+					for i, target := range full {
+						if slices.Contains(away, target) {
+							moved++
+						} else if got[i] != target {
+							t.Fatalf("%s: shard %d moved between members", msg, i)
+						}
+					}
+					if back := Moves(got, full); back != moved {
+						t.Fatalf("%s: the away members' return moves %d shards, want their %d", msg, back, moved)
+					}
+				}
+			}
+		}
+	}
+	if got, want := PlanAway(64, names(3), nil), Plan(64, names(3)); !slices.Equal(got, want) {
+		t.Error("PlanAway without away members differs from Plan")
+	}
+	if got, want := PlanAway(64, names(3), names(2)), Plan(64, names(3)); !slices.Equal(got, want) {
+		t.Error("PlanAway with away names that are members differs from Plan")
+	}
+}

@@ -48,8 +48,16 @@
 //     Plain rendezvous followed by rebalancing, and rank-by-rank rounds,
 //     measured the same; stealing in a fixed member order measured worse.
 //
-// Not guaranteed: a plan is memoryless, so it does not look at who owns what
-// now, and a change of membership can move a few shards more than strictly
-// necessary (above). Plans are targets: the worker decides which shards to
-// hand over now, a few at a time.
+// # Members away for a while
+//
+// [PlanAway] is for a member that left and is expected back (a restart, a
+// partition): the plan over everyone, with only the away members' shards
+// spread over the others by the same capped walk. No shard moves between
+// the members that stay, and when the away members return [Plan] over all
+// of them moves back exactly their shards; S1 holds over the members.
+//
+// Not guaranteed: a plan does not look at who owns what now, and a change
+// of membership can move a few shards more than strictly necessary
+// (above). Plans are targets: the worker decides which shards to hand over
+// now, a few at a time.
 package balancer

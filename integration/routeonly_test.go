@@ -159,9 +159,10 @@ func counts(owners map[int]string) map[string]int {
 
 // plannedOthers is how many shards that the balancer's plan for members
 // gives to another member than victim it gives to another owner once
-// victim has left (rest): those that the floor/ceil caps move.
+// victim has left (rest) and is remembered as away: none, by PlanAway's
+// contract, unless the planner stopped remembering it.
 func plannedOthers(shards int, members, rest []string, victim string) int {
-	before, after := balancer.Plan(shards, members), balancer.Plan(shards, rest)
+	before, after := balancer.Plan(shards, members), balancer.PlanAway(shards, rest, []string{victim})
 	n := 0
 	for id, owner := range before {
 		if owner != victim && after[id] != owner {

@@ -34,6 +34,8 @@ const (
 	// DefaultSettle is the cold-start window: how long a group that finds
 	// no shard held waits for the nodes started with it to appear.
 	DefaultSettle = time.Second
+	// DefaultRemember is how long the plan remembers a member that left.
+	DefaultRemember = time.Minute
 )
 
 // Config configures a shard group: a bucket whose Shards shards are spread
@@ -64,6 +66,14 @@ type Config struct {
 	// moved to it; 0 means DefaultDebounce (300ms). Leaving members are
 	// dropped at once.
 	Debounce time.Duration
+	// Remember is how long the plan remembers a member that left (drained,
+	// stopped, cut off, crashed): meanwhile only its shards are spread over
+	// the others, and when it is back (a restart, a healed partition) they
+	// return to it and no other shard moves. After Remember without it the
+	// plan is made afresh without it, which may move a few shards between
+	// the others. 0 means DefaultRemember (1m); a negative value disables
+	// it (the plan always covers just the members there now).
+	Remember time.Duration
 	// Stagger is the delay between rendezvous ranks when a free shard's
 	// target does not take it: the first other member takes it after TTL/2,
 	// the next after TTL/2+Stagger, and so on; 0 means DefaultStagger
@@ -86,13 +96,16 @@ type Config struct {
 	// for Settle, so that every node started together is in the first
 	// plan and no shard starts on one node only to move to another; members
 	// seen in the window are adopted at its end without waiting out
-	// Debounce. While the group has fewer members than the cluster has
-	// storing servers (ServerConfig.Peers), the window stretches, up to
-	// 3·Settle, so that a node started a little after the others is in the
-	// first plan too; a group that runs on fewer nodes than the cluster
-	// has therefore waits 3·Settle on a cold start. It does not delay a
-	// node that joins a running group. 0 means DefaultSettle (1s); a
-	// negative value disables it.
+	// Debounce. The window ends as soon as the group has as many members
+	// as the cluster has storing servers (ServerConfig.Peers); while it has
+	// fewer, the window stretches, up to 3·Settle, so that a node started a
+	// little after the others is in the first plan too. A group that runs
+	// on fewer nodes than the cluster has therefore waits 3·Settle on a
+	// cold start, and members beyond the storing servers' count (route-only
+	// servers, URL mode clients) are not waited for. With no count (URL
+	// mode) the window is Settle. It does not delay a node that joins a
+	// running group. 0 means DefaultSettle (1s); a negative value disables
+	// it.
 	Settle time.Duration
 	// MeterProvider for the group's metrics; nil means the global one.
 	MeterProvider metric.MeterProvider
@@ -126,6 +139,12 @@ func (c Config) withDefaults() Config {
 		c.Settle = DefaultSettle
 	case c.Settle < 0:
 		c.Settle = 0
+	}
+	switch {
+	case c.Remember == 0:
+		c.Remember = DefaultRemember
+	case c.Remember < 0:
+		c.Remember = 0
 	}
 	return c
 }

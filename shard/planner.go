@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"maps"
 	"slices"
 	"time"
 
@@ -25,8 +26,12 @@ const idle = time.Second
 // no I/O, no goroutines; callers pass the time.
 //
 // Membership: a member that disappears (session gone or leaving) is dropped
-// from the plan at once; a new member is adopted only after it has been
-// seen for Debounce, so a burst of joins moves shards once.
+// from the plan at once, but remembered as away for Remember: only its
+// shards are spread over the others, and they go back to it, nobody
+// else's moving, when it is adopted again (balancer.PlanAway). So a
+// restart or a short cut-off moves each of its shards away and back and
+// no other shard. A new member is adopted only after it has been seen for
+// Debounce, so a burst of joins moves shards once.
 //
 // Actions: a free shard is taken by its planned target at once; any other
 // member takes it after TTL/2 + rank*Stagger, counted from when the
@@ -40,6 +45,7 @@ type planner struct {
 	adopted   []string                 // members the plan uses, sorted
 	current   []string                 // live members now, sorted
 	firstSeen map[string]clock.Instant // members seen but not yet adopted
+	away      map[string]clock.Instant // members dropped from the plan less than Remember ago, and since when
 	plan      []string
 	planAt    clock.Instant         // when plan last changed
 	freeSince map[int]clock.Instant // when this node first saw a shard free
@@ -59,6 +65,7 @@ func newPlanner(cfg Config, self string) *planner {
 		cfg:       cfg,
 		self:      self,
 		firstSeen: map[string]clock.Instant{},
+		away:      map[string]clock.Instant{},
 		plan:      balancer.Plan(cfg.Shards, nil),
 		freeSince: map[int]clock.Instant{},
 		reported:  map[int]bool{},
@@ -73,7 +80,7 @@ func newPlanner(cfg Config, self string) *planner {
 // before end are adopted at end without waiting out Debounce. While fewer
 // than expected members are seen, the window stretches, at most to
 // latest: a node started a little after the others is still in the first
-// plan.
+// plan. Once expected members are seen the window ends at once.
 func (p *planner) settle(end, latest clock.Instant, expected int) {
 	p.settleEnd, p.settleCap, p.expected = end, latest, expected
 }
@@ -109,7 +116,13 @@ func (p *planner) settleWait(now clock.Instant) time.Duration {
 // observe folds the live member set in and returns when to look again for
 // a member still being debounced.
 func (p *planner) observe(members []string, now clock.Instant) time.Duration {
-	if p.stretching(now) && now.Mono > p.settleEnd.Mono {
+	switch {
+	case !p.settling(now):
+	case p.expected > 0 && len(members) >= p.expected:
+		// Every storing server's node is seen: the first plan has them
+		// all, so the window ends now.
+		p.settleEnd, p.settleCap = now, now
+	case p.stretching(now) && now.Mono > p.settleEnd.Mono:
 		p.settleEnd = now // the window lasted until now: members first seen now are in it
 	}
 	p.current = members
@@ -138,12 +151,40 @@ func (p *planner) observe(members []string, now clock.Instant) time.Duration {
 		adopted = append(adopted, m)
 	}
 	slices.Sort(adopted)
-	if !slices.Equal(adopted, p.adopted) {
+	awayChanged, awayWait := p.remember(adopted, now)
+	wait = min(wait, awayWait)
+	if awayChanged || !slices.Equal(adopted, p.adopted) {
 		p.adopted = adopted
-		p.plan = balancer.Plan(p.cfg.Shards, adopted)
+		p.plan = balancer.PlanAway(p.cfg.Shards, adopted, slices.Collect(maps.Keys(p.away)))
 		p.planAt = now
 	}
 	return wait
+}
+
+// remember updates the away members for the new adopted set: a member the
+// plan dropped is away from now, one adopted again is back, and one away
+// for Remember is forgotten. It reports whether the set changed and when
+// the next member is due to be forgotten.
+func (p *planner) remember(adopted []string, now clock.Instant) (changed bool, wait time.Duration) {
+	wait = idle
+	if p.cfg.Remember <= 0 {
+		return false, wait
+	}
+	for _, m := range p.adopted {
+		if !slices.Contains(adopted, m) {
+			p.away[m], changed = now, true
+		}
+	}
+	for m, since := range p.away {
+		left := p.cfg.Remember - now.Sub(since)
+		if slices.Contains(adopted, m) || left <= 0 {
+			delete(p.away, m)
+			changed = true
+			continue
+		}
+		wait = min(wait, left)
+	}
+	return changed, wait
 }
 
 // decide returns the shards to acquire and to hand over now, and when to

@@ -44,6 +44,49 @@ func TestPlannerDebouncesJoinsButNotLeaves(t *testing.T) {
 	assert.Equal(t, balancer.Plan(8, []string{"b"}), p.plan)
 }
 
+// A member that leaves and comes back within Remember (a restart) moves
+// its own shards away and back, and no other shard; one that stays away
+// for Remember is forgotten and the plan is made without it.
+func TestPlannerRemembersAMemberThatLeft(t *testing.T) {
+	const shards = 64
+	all := []string{"a", "b", "c", "d"}
+	t0 := clock.Real().Now()
+	p := newPlanner(testConfig(shards), "a")
+	adoptAll(p, all, t0)
+	full := p.plan
+	require.Equal(t, balancer.Plan(shards, all), full)
+
+	at := t0.Add(time.Second)
+	wait := p.observe([]string{"a", "b", "c"}, at) // d leaves
+	assert.Equal(t, []string{"a", "b", "c"}, p.adopted)
+	assert.Equal(t, balancer.PlanAway(shards, []string{"a", "b", "c"}, []string{"d"}), p.plan)
+	for id, target := range full {
+		if target != "d" {
+			assert.Equal(t, target, p.plan[id], "shard %d of %s stays", id, target)
+		}
+	}
+	assert.LessOrEqual(t, wait, DefaultRemember)
+
+	at = at.Add(10 * time.Second)
+	p.observe(all, at) // d is back
+	p.observe(all, at.Add(DefaultDebounce))
+	assert.Equal(t, full, p.plan, "d's shards go back to it, nothing else moves")
+	assert.Empty(t, p.away)
+
+	at = at.Add(time.Second)
+	p.observe([]string{"a", "b", "c"}, at) // d leaves for good
+	p.observe([]string{"a", "b", "c"}, at.Add(DefaultRemember-time.Millisecond))
+	assert.Contains(t, p.away, "d", "remembered for Remember")
+	p.observe([]string{"a", "b", "c"}, at.Add(DefaultRemember))
+	assert.Empty(t, p.away)
+	assert.Equal(t, balancer.Plan(shards, []string{"a", "b", "c"}), p.plan, "forgotten: the plan of the members there")
+
+	off := newPlanner(Config{Shards: shards, TTL: time.Second, Remember: -1}.withDefaults(), "a")
+	adoptAll(off, all, t0)
+	off.observe([]string{"a", "b", "c"}, t0.Add(time.Second))
+	assert.Equal(t, balancer.Plan(shards, []string{"a", "b", "c"}), off.plan, "Remember < 0: nothing remembered")
+}
+
 func TestPlannerFlappingMemberIsNotAdopted(t *testing.T) {
 	p := newPlanner(testConfig(8), "a")
 	t0 := clock.Real().Now()
@@ -254,6 +297,27 @@ func TestPlannerSettleWaitsForTheClusterSize(t *testing.T) {
 	}
 	acquire, _, _ = lone.decide(keys, nil, nil, t0.Add(3*time.Second))
 	assert.NotEmpty(t, acquire, "a group on fewer nodes than the cluster starts after 3·Settle")
+}
+
+// Three servers whose nodes all appear 200 ms into a 1 s window: the
+// first plan is complete, so the window ends then and not at 1 s.
+func TestPlannerSettleEndsOnceTheClusterIsSeen(t *testing.T) {
+	keys := keysOf(9)
+	t0 := clock.Real().Now()
+	p := newPlanner(testConfig(9), "a")
+	p.settle(t0.Add(time.Second), t0.Add(3*time.Second), 3)
+	p.observe([]string{"a", "b"}, t0)
+	acquire, _, _ := p.decide(keys, nil, nil, t0)
+	assert.Empty(t, acquire, "two of three servers' nodes: settling")
+
+	at := t0.Add(200 * time.Millisecond)
+	p.observe([]string{"a", "b", "c"}, at)
+	assert.Equal(t, []string{"a", "b", "c"}, p.adopted, "all three adopted at once, without Debounce")
+	acquire, _, _ = p.decide(keys, nil, nil, at)
+	assert.Len(t, acquire, 3, "the window ended when the third node appeared")
+	for _, id := range acquire {
+		assert.Equal(t, "a", p.plan[id])
+	}
 }
 
 func TestPlannerSettleDoesNotDelayAJoinToARunningGroup(t *testing.T) {

@@ -58,6 +58,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,14 +139,28 @@ func main() {
 	nodeLog := flag.String("nodelog", "", "write node logs (debug level) to this file instead of discarding them; for diagnosis only, it slows the nodes down")
 	keys := flag.String("keys", "", "comma-separated key counts for the keys cases of Ronin and etcd (e.g. 5000,10000); default: the plan's")
 	n := flag.Int("n", 0, "runs of the handover and crash cases (Ronin and etcd); 0: the plan's")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file; for diagnosis")
+	flag.StringVar(&steadyProfile, "steadyprofile", "", "write a CPU profile of each steady window to this path plus its number (e.g. /tmp/steady → /tmp/steady.1); for diagnosis")
 	var sc scenarioFlags
 	flag.IntVar(&sc.startupRuns, "startup.runs", 0, "start-ups per TTL and bucket kind in the startup case; 0: the plan's (10, quick 3)")
 	flag.StringVar(&sc.startupTTLs, "startup.ttl", "", "comma-separated lease TTLs of the startup case (e.g. 5s,1s); default: 5s")
 	flag.IntVar(&sc.rollRuns, "roll.runs", 0, "whole rolling restarts per node count in the roll case; 0: the plan's (3, quick 1)")
 	flag.StringVar(&sc.rollNodes, "roll.nodes", "", "comma-separated node counts of the roll case (3 to 9); default: 3,5")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -cpuprofile:", err)
+			os.Exit(2)
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	if err := run(*quick, *only, *nodeLog, *keys, *n, sc); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+		pprof.StopCPUProfile() // os.Exit skips the deferred stop
 		os.Exit(1)
 	}
 }

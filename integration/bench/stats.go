@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"syscall"
 	"time"
@@ -116,11 +118,14 @@ func measureSteadyWith(ctx context.Context, seq func(context.Context) (uint64, e
 	if err != nil {
 		return steady{}, err
 	}
+	stopProfile := startSteadyProfile()
 	t0, cpu0 := time.Now(), cpuTime()
-	if err := sleep(ctx, window); err != nil {
+	err = sleep(ctx, window)
+	wall, cpu := time.Since(t0), cpuTime()-cpu0
+	stopProfile()
+	if err != nil {
 		return steady{}, err
 	}
-	wall, cpu := time.Since(t0), cpuTime()-cpu0
 	seq1, err := seq(ctx)
 	if err != nil {
 		return steady{}, err
@@ -130,6 +135,32 @@ func measureSteadyWith(ctx context.Context, seq func(context.Context) (uint64, e
 		cpu:    cpu.Seconds() / wall.Seconds(),
 		heap:   heapMB(),
 	}, nil
+}
+
+// steadyProfile is the -steadyprofile path; steadyWindows numbers its files.
+var (
+	steadyProfile string
+	steadyWindows int
+)
+
+// startSteadyProfile starts a CPU profile of one steady window when
+// -steadyprofile is set and returns the function that ends it.
+func startSteadyProfile() (stop func()) {
+	if steadyProfile == "" {
+		return func() {}
+	}
+	steadyWindows++
+	name := fmt.Sprintf("%s.%d", steadyProfile, steadyWindows)
+	f, err := os.Create(name)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		progress("steady profile %s: %v", name, err)
+		return func() {}
+	}
+	progress("steady profile: %s", name)
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }
 }
 
 // sleep waits d or until ctx ends.

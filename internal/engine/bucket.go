@@ -57,6 +57,17 @@ type Bucket struct {
 	observers  int              // Observe users: the watcher runs for them too
 	watchStop  context.CancelFunc
 	watching   sync.WaitGroup
+	// reads counts the watchers started, each a full read of the bucket;
+	// syncedBy is the one whose read completed the view. A session may
+	// acquire only on a read started after it began (session.readsBefore).
+	reads, syncedBy uint64
+	// renewSends numbers the renews sent; renewed is closed and replaced
+	// when one is acknowledged. A created record's lease waits for a renew
+	// numbered above confirmAfter (confirmCreate); confirming counts the
+	// waiters.
+	renewSends, confirmAfter uint64
+	confirming               int
+	renewed                  chan struct{}
 }
 
 // suspicion is a CAS conflict against the revision the view showed: if the
@@ -96,6 +107,7 @@ func newBucket(r *Registry, spec BucketSpec, opened store.Opened) *Bucket {
 		allSubs:   map[*Subscription]struct{}{},
 		leases:    map[string]*Lease{},
 		acquiring: map[string]struct{}{},
+		renewed:   make(chan struct{}),
 		writeSlot: make(chan struct{}, maxAcquireWrites),
 		released:  map[string]struct{}{},
 		suspects:  map[string]suspicion{},
@@ -146,7 +158,8 @@ func (b *Bucket) Join() func() {
 	defer b.mu.Unlock()
 	b.users++
 	if b.users == 1 {
-		b.startWatchLocked()
+		// The keeper starts the watcher after its first session attempt,
+		// so that the first read usually follows the session (see reads).
 		ctx, cancel := context.WithCancel(context.Background())
 		b.stop = cancel
 		b.kick = make(chan struct{}, 1)
@@ -286,6 +299,10 @@ func (b *Bucket) watchLoop(ctx context.Context) {
 		if err := b.kv.Check(ctx); b.checkGone(err) {
 			return
 		}
+		b.mu.Lock()
+		b.reads++
+		read := b.reads
+		b.mu.Unlock()
 		wctx, cancel := context.WithCancel(ctx)
 		w, err := b.kv.Watch(wctx)
 		if err != nil {
@@ -302,15 +319,15 @@ func (b *Bucket) watchLoop(ctx context.Context) {
 		b.mu.Lock()
 		b.v.resync()
 		b.mu.Unlock()
-		b.consume(ctx, w)
+		b.consume(ctx, w, read)
 		_ = w.Stop()
 		cancel()
 	}
 }
 
-// consume applies the updates of w until ctx ends, w closes, or a rewatch
-// is requested.
-func (b *Bucket) consume(ctx context.Context, w store.Watcher) {
+// consume applies the updates of w, the read numbered read, until ctx
+// ends, w closes, or a rewatch is requested.
+func (b *Bucket) consume(ctx context.Context, w store.Watcher, read uint64) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -324,6 +341,7 @@ func (b *Bucket) consume(ctx context.Context, w store.Watcher) {
 			}
 			b.mu.Lock()
 			if e == nil {
+				b.syncedBy = read
 				b.finishSyncLocked()
 			} else {
 				b.applyLocked(*e)
@@ -342,7 +360,9 @@ func (b *Bucket) requestRewatchLocked() {
 	}
 }
 
-// finishSyncLocked completes a (re)sync and tells everyone to look again.
+// finishSyncLocked completes a (re)sync and tells everyone to look again,
+// the keeper too if the view lacks the genesis record (its TTL of grace
+// counts from now).
 func (b *Bucket) finishSyncLocked() {
 	removed, c := b.v.finishSync(b.clock.Now().Mono)
 	for _, key := range removed {
@@ -350,6 +370,9 @@ func (b *Bucket) finishSyncLocked() {
 	}
 	b.reactLocked(c)
 	b.notifyAllLocked()
+	if !b.v.genesis {
+		b.kickLocked()
+	}
 }
 
 // applyLocked folds one store entry into the view and acts on the change.
@@ -458,7 +481,7 @@ func (b *Bucket) Acquirable() bool {
 }
 
 func (b *Bucket) acquirableLocked(now clock.Instant) bool {
-	return b.gone == nil && b.v.synced && b.v.genesis && b.sess != nil && b.sess.valid(now)
+	return b.gone == nil && b.v.synced && b.v.genesis && b.sess != nil && b.sess.valid(now) && b.syncedBy > b.sess.readsBefore
 }
 
 // TryAcquire makes one attempt to take key for candidate under this node's
@@ -497,10 +520,23 @@ func (b *Bucket) TryAcquire(ctx context.Context, key, candidate string) (*Lease,
 	b.mu.Unlock()
 
 	rev, err := b.acquireWrite(ctx, key, record{Candidate: candidate, Node: b.NodeID(), Session: s.id}, casRev)
+	if err == nil && casRev == 0 {
+		err = b.confirmCreate(ctx, s)
+	}
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.acquiring, key)
+	if err != nil {
+		// The write may have landed (a lost ack, or it landed and then
+		// the session ended or ctx did before the confirming renew): a
+		// record of this node without a lease is for reconcile to free.
+		b.unsettled = true
+		b.kickLocked()
+	}
+	if errors.Is(err, ErrNoSession) {
+		return nil, err
+	}
 	if err != nil {
 		if isCASConflict(err) {
 			b.suspectLocked(key, casRev)
@@ -523,6 +559,45 @@ func (b *Bucket) TryAcquire(ctx context.Context, key, candidate string) (*Lease,
 	l := newLease(b, key, candidate, rev, s)
 	b.leases[key] = l
 	return l, nil
+}
+
+// confirmCreate returns once a renew of s sent after now is acknowledged,
+// or ErrNoSession when s ends first. A record created where the view showed
+// none needs it: a purge erases records and leaves keys absent, so a
+// create can succeed on a key whose holder is still running, if the purge
+// came after this node's view last read it. A successful renew proves that
+// s's record, and so the bucket, was not purged between s's previous
+// renew and this one, and a purge before that would have broken s's CAS
+// chain or, before s began, been read by the view (Bucket.reads). Writes
+// on a revision need no such renew: a purge makes them conflict.
+func (b *Bucket) confirmCreate(ctx context.Context, s *session) error {
+	b.mu.Lock()
+	need := b.renewSends
+	b.confirmAfter = max(b.confirmAfter, need)
+	b.confirming++
+	b.kickLocked()
+	defer func() {
+		b.confirming--
+		b.mu.Unlock()
+	}()
+	for {
+		if b.sess != s || !s.valid(b.clock.Now()) {
+			return ErrNoSession
+		}
+		if s.ackedSend > need {
+			return nil
+		}
+		renewed := b.renewed
+		b.mu.Unlock()
+		select {
+		case <-renewed:
+		case <-s.lost:
+		case <-ctx.Done():
+			b.mu.Lock()
+			return ctx.Err()
+		}
+		b.mu.Lock()
+	}
 }
 
 // suspectLocked notes a CAS conflict on key against revision rev of the

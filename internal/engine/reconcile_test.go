@@ -110,3 +110,30 @@ func TestRefusedHandoverFreed(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrNotFound, "the refused record is deleted")
 	})
 }
+
+// A new bucket grants leadership one TTL after its view first lacked the
+// genesis record, not at the first renew after that: the session is
+// renewed early so that the genesis write, which must follow an
+// acknowledged renew, goes out at once.
+func TestGenesisWrittenWhenDue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := NewRegistry(Host{
+			Store:  memstore.New(time.Now).Backend(),
+			NodeID: "n1",
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		defer reg.Close(time.Second)
+		// Renews at 0, 300, 600, 900 and 1200 ms: none at the TTL.
+		timing := Timing{TTL: time.Second, RenewDeadline: 660 * time.Millisecond, RetryPeriod: 300 * time.Millisecond}
+		b, err := reg.Bucket(t.Context(), BucketSpec{Name: "b", Timing: timing, Replicas: 1})
+		require.NoError(t, err)
+		t0 := time.Now()
+		defer b.Join()()
+		for !b.Acquirable() {
+			time.Sleep(time.Millisecond)
+		}
+		took := time.Since(t0)
+		require.GreaterOrEqual(t, took, timing.TTL, "nothing granted for a TTL")
+		require.Less(t, took, timing.TTL+50*time.Millisecond, "granted when the TTL ran out")
+	})
+}

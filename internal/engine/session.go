@@ -24,6 +24,12 @@ type session struct {
 	lost     chan struct{}
 	lostOnce sync.Once
 	timer    clock.Timer // fires at the deadline
+	// readsBefore is Bucket.reads when the session's create was
+	// acknowledged: only a read started after it shows every purge that
+	// came before the session's CAS chain began (which detects the later
+	// ones), so leases need a view completed by such a read.
+	readsBefore uint64
+	ackedSend   uint64 // Bucket.renewSends of the last acknowledged renew; guarded by Bucket.mu
 }
 
 // valid reports whether leases under s may act at now.
@@ -53,6 +59,9 @@ func (b *Bucket) keeper(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		acked := b.maintainSession(ctx)
+		b.mu.Lock()
+		b.startWatchLocked() // after the first session attempt (see Bucket.reads)
+		b.mu.Unlock()
 		b.maintainGenesis(ctx, acked)
 		b.expireSessions(ctx)
 		b.reconcile(ctx)
@@ -73,8 +82,8 @@ func (b *Bucket) keeper(ctx context.Context) {
 		if next, ok := b.v.obs.nextExpiry(now.Mono, b.ownIDLocked()); ok && b.v.synced {
 			wait = min(wait, max(0, next-now.Mono))
 		}
-		if b.grantAfter != 0 {
-			wait = min(wait, max(0, b.grantAfter-now.Mono))
+		if b.grantAfter > now.Mono {
+			wait = min(wait, b.grantAfter-now.Mono) // then renew early (renewDue)
 		}
 		settled, next, ok := b.v.settleUnseen(now.Mono)
 		b.reactLocked(settled)
@@ -111,7 +120,8 @@ func (b *Bucket) ownIDLocked() string {
 // created anew) has passed its deadline, since RenewDeadline < TTL. The
 // write follows an acknowledged renew of the session in the same round
 // (acked): a purge since the grace began would have broken the session's
-// CAS chain and restarted the grace (restartGraceLocked).
+// CAS chain and restarted the grace (restartGraceLocked), and a grace is
+// never older than the chain (a new session restarts it).
 func (b *Bucket) maintainGenesis(ctx context.Context, acked bool) {
 	b.mu.Lock()
 	now := b.clock.Now().Mono
@@ -146,7 +156,8 @@ func (b *Bucket) maintainGenesis(ctx context.Context, acked bool) {
 
 // restartGraceLocked restarts the wait for the genesis record, if one is
 // under way, on evidence that the store lost writes (this node's session
-// was lost or its renew conflicted unexplained).
+// was lost or its renew conflicted unexplained), and when a new session's
+// CAS chain begins.
 func (b *Bucket) restartGraceLocked() {
 	if !b.v.genesis && b.grantAfter != 0 {
 		b.grantAfter = b.clock.Now().Mono + b.spec.TTL
@@ -174,18 +185,26 @@ func (b *Bucket) maintainSession(ctx context.Context) bool {
 	if s == nil {
 		return b.createSession(ctx)
 	}
-	if b.clock.Now().Sub(s.lastSent) >= b.spec.RetryPeriod || b.valueOutdated(s) {
+	now := b.clock.Now()
+	if now.Sub(s.lastSent) >= b.spec.RetryPeriod || b.renewDue(s, now.Mono) {
 		return b.renew(ctx, s)
 	}
 	return false
 }
 
-// valueOutdated reports whether s's stored value lags its wanted value
-// (SetLeaving since the last write).
-func (b *Bucket) valueOutdated(s *session) bool {
+// renewDue reports whether s is to be renewed before its RetryPeriod: its
+// stored value lags its wanted value (SetLeaving since the last write), a
+// created record waits for a renew sent after it (confirmCreate), or
+// the genesis record has come due since the last renew: its write follows
+// an acknowledged renew in the same round (maintainGenesis), so renewing
+// now writes it at once, not up to a RetryPeriod late. If that renew
+// fails, the next one keeps its RetryPeriod.
+func (b *Bucket) renewDue(s *session, now time.Duration) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return s.written != s.val
+	genesisDue := b.v.synced && !b.v.genesis && b.grantAfter != 0 && now >= b.grantAfter
+	confirmDue := b.confirming > 0 && b.renewSends <= b.confirmAfter
+	return s.written != s.val || genesisDue && s.lastSent.Mono < b.grantAfter || confirmDue
 }
 
 func (b *Bucket) createSession(ctx context.Context) bool {
@@ -215,6 +234,15 @@ func (b *Bucket) createSession(ctx context.Context) bool {
 		return false
 	}
 	b.sess = s
+	// A grace under way restarts: the new session's CAS chain, which
+	// detects a purge by a conflicting renew, begins only now, and a purge
+	// before now is covered only by a TTL from now. For the same reason the
+	// view must be read again if its read began before now.
+	b.restartGraceLocked()
+	s.readsBefore = b.reads
+	if b.watchStop != nil {
+		b.requestRewatchLocked()
+	}
 	b.log.Info("ronin: session started", "session", s.id, "rev", rev)
 	b.notifyAllLocked()
 	return true
@@ -235,6 +263,8 @@ func (b *Bucket) renew(ctx context.Context, s *session) bool {
 	s.lastSent = sent
 	b.mu.Lock()
 	rev, val := s.rev, s.val
+	b.renewSends++
+	send := b.renewSends
 	b.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, b.spec.renewTimeout())
 	newRev, err := b.kv.Update(rctx, sessionKey(s.id), encode(val), rev)
@@ -273,6 +303,9 @@ func (b *Bucket) renew(ctx context.Context, s *session) bool {
 	if b.sess != s || !b.extendLocked(s, sent) {
 		return false
 	}
+	s.ackedSend = send
+	close(b.renewed)
+	b.renewed = make(chan struct{})
 	if b.v.lastRev >= b.ackedRev {
 		b.ackedAt = b.clock.Now() // time the oldest renew not yet seen
 	}

@@ -90,6 +90,32 @@ var mutations = []mutation{
 		[][2]string{{"return now.Mono < p.settleEnd.Mono || p.stretching(now)", "return now.Mono < p.settleEnd.Mono"}}, ""},
 	{"members first seen while the window stretched are in the first plan", "shard/planner.go",
 		[][2]string{{"\t\tp.settleEnd = now // the window lasted until now", "\t\t_ = now // the window lasted until now"}}, ""},
+	{"a failed acquisition makes reconcile look again", "internal/engine/bucket.go",
+		[][2]string{{"\t\tb.unsettled = true\n\t\tb.kickLocked()\n\t}\n\tif errors.Is(err, ErrNoSession) {", "\t\tb.kickLocked()\n\t}\n\tif errors.Is(err, ErrNoSession) {"}}, "purge"},
+	{"a created record's lease waits for a renew sent after it", "internal/engine/bucket.go",
+		[][2]string{{"if err == nil && casRev == 0 {", "if false {"}}, "purge"},
+	{"a session acquires only on a read begun after it", "internal/engine/bucket.go",
+		[][2]string{{" && b.syncedBy > b.sess.readsBefore", ""}}, ""},
+	{"a new session re-reads the view", "internal/engine/session.go",
+		[][2]string{{"\tif b.watchStop != nil {\n\t\tb.requestRewatchLocked()\n\t}", ""}}, ""},
+	{"a new session restarts the genesis grace", "internal/engine/session.go",
+		[][2]string{{"\tb.restartGraceLocked()\n\tb.log.Info(\"ronin: session started\"", "\tb.log.Info(\"ronin: session started\""}}, "purge"},
+	{"a due genesis record renews the session at once", "internal/engine/session.go",
+		[][2]string{{"genesisDue && s.lastSent.Mono < b.grantAfter ||", "false ||"}}, "purge"},
+	{"the genesis grace counts from the sync that lacked it", "internal/engine/bucket.go",
+		[][2]string{{"\tif !b.v.genesis {\n\t\tb.kickLocked()", "\tif false {\n\t\tb.kickLocked()"}}, "purge"},
+	{"a cold start ends once as many members as the cluster's servers are seen", "shard/planner.go",
+		[][2]string{{"case p.expected > 0 && len(members) >= p.expected:", "case false:"}}, ""},
+	{"a member that left is remembered: only its shards move", "shard/planner.go",
+		[][2]string{{"if p.cfg.Remember <= 0 {", "if true {"}}, ""},
+	{"PlanAway keeps the members' shards of the plan with the away members", "balancer/balancer.go",
+		[][2]string{{"plan := Plan(shards, append(slices.Clone(ms), away...))", "plan := Plan(shards, ms)"}}, ""},
+	{"open attempts overlap while JetStream is silent", "internal/store/jsstore/jsstore.go",
+		[][2]string{{"next = time.After(openAttemptEvery)", "next = nil"}}, ""},
+	{"a watch holds deliveries after a consume error until the bucket checks out", "internal/store/jsstore/jsstore.go",
+		[][2]string{{"if hold && w.gate == nil {", "if false {"}}, ""},
+	{"open waits for the stream's leader", "internal/store/jsstore/jsstore.go",
+		[][2]string{{"if info.Cluster != nil && info.Cluster.Leader == \"\" {", "if false {"}}, ""},
 	{"lease end cancels the handler ctx synchronously", "internal/engine/lease.go",
 		[][2]string{{"\tfor _, f := range fs {\n\t\tf()\n\t}", "\tfor _, f := range fs {\n\t\tgo f()\n\t}"}}, ""},
 }
@@ -163,8 +189,11 @@ func run(root string, files []string, m mutation) (string, error) {
 	}
 	if !*simOnly {
 		pkgs := []string{"./election/", "./internal/engine/", "./shard/", "./worker/"}
-		if strings.HasPrefix(m.file, "internal/store/") {
+		switch {
+		case strings.HasPrefix(m.file, "internal/store/"):
 			pkgs = append(pkgs, "./internal/store/...") // the stores' own tests run real servers
+		case strings.HasPrefix(m.file, "balancer/"):
+			pkgs = append(pkgs, "./balancer/")
 		}
 		if out, err := command(dir, "go", append([]string{"test", "-count=1"}, pkgs...)...); err != nil {
 			return failure(out, "unit"), nil
