@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -135,5 +136,71 @@ func TestGenesisWrittenWhenDue(t *testing.T) {
 		took := time.Since(t0)
 		require.GreaterOrEqual(t, took, timing.TTL, "nothing granted for a TTL")
 		require.Less(t, took, timing.TTL+50*time.Millisecond, "granted when the TTL ran out")
+	})
+}
+
+// failingCreates is a store whose session creates fail while failing is
+// set, as a node cut off from the store.
+type failingCreates struct {
+	store.Backend
+	failing *atomic.Bool
+}
+
+func (f failingCreates) Open(ctx context.Context, spec store.Spec) (store.Opened, error) {
+	o, err := f.Backend.Open(ctx, spec)
+	o.Bucket = failingCreateBucket{o.Bucket, f.failing}
+	return o, err
+}
+
+type failingCreateBucket struct {
+	store.Bucket
+	failing *atomic.Bool
+}
+
+func (f failingCreateBucket) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	if f.failing.Load() && strings.HasPrefix(key, SessionPrefix) {
+		return 0, errors.New("injected: store unreachable")
+	}
+	return f.Bucket.Create(ctx, key, value)
+}
+
+// A purge during a genesis grace costs this node its session; its next
+// session begins a CAS chain that cannot tell of anything before it, so
+// the grace must run a whole TTL from that session's start, not from the
+// loss of the old one: a holder whose record the purge erased may act
+// until a TTL after the purge.
+func TestNewSessionRestartsTheGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := memstore.New(time.Now)
+		var failing atomic.Bool
+		reg := NewRegistry(Host{
+			Store:  failingCreates{mem.Backend(), &failing},
+			NodeID: "n1",
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		defer reg.Close(time.Second)
+		timing := Timing{TTL: time.Second}
+		b, err := reg.Bucket(t.Context(), BucketSpec{Name: "b", Timing: timing, Replicas: 1})
+		require.NoError(t, err)
+		defer b.Join()()
+		time.Sleep(300 * time.Millisecond) // the grace of the new bucket runs
+		failing.Store(true)
+		mem.Purge("b")
+		time.Sleep(700 * time.Millisecond) // the session is lost; no new one meanwhile
+		b.mu.Lock()
+		old := b.sess
+		b.mu.Unlock()
+		failing.Store(false)
+		var started time.Time
+		for !b.Acquirable() {
+			b.mu.Lock()
+			if b.sess != nil && b.sess != old && started.IsZero() {
+				started = time.Now()
+			}
+			b.mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+		require.False(t, started.IsZero(), "a new session began")
+		require.GreaterOrEqual(t, time.Since(started), timing.TTL, "granted less than a TTL after the new session began")
 	})
 }
