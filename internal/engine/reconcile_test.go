@@ -17,27 +17,36 @@ import (
 	"github.com/nonchan7720/ronin/internal/store/memstore"
 )
 
-// failingDeletes is a store whose next Delete calls fail before reaching
-// the store, as a request that times out before it is sent.
-type failingDeletes struct {
+// faulty is a store whose Create and Delete calls fail before reaching
+// it while fail(op, key) says so, as requests that time out unsent.
+type faulty struct {
 	store.Backend
-	fails *atomic.Int32
+	fail func(op, key string) bool
 }
 
-func (f failingDeletes) Open(ctx context.Context, spec store.Spec) (store.Opened, error) {
+func (f faulty) Open(ctx context.Context, spec store.Spec) (store.Opened, error) {
 	o, err := f.Backend.Open(ctx, spec)
-	o.Bucket = failingBucket{o.Bucket, f.fails}
+	o.Bucket = faultyBucket{o.Bucket, f.fail}
 	return o, err
 }
 
-type failingBucket struct {
+type faultyBucket struct {
 	store.Bucket
-	fails *atomic.Int32
+	fail func(op, key string) bool
 }
 
-func (f failingBucket) Delete(ctx context.Context, key string, rev uint64) error {
-	if f.fails.Add(-1) >= 0 {
-		return errors.New("injected: request not sent")
+var errInjected = errors.New("injected: request not sent")
+
+func (f faultyBucket) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	if f.fail("create", key) {
+		return 0, errInjected
+	}
+	return f.Bucket.Create(ctx, key, value)
+}
+
+func (f faultyBucket) Delete(ctx context.Context, key string, rev uint64) error {
+	if f.fail("delete", key) {
+		return errInjected
 	}
 	return f.Bucket.Delete(ctx, key, rev)
 }
@@ -51,7 +60,7 @@ func TestReleasedRecordDeletedAfterFailedDeletes(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var n atomic.Int32
 			reg := NewRegistry(Host{
-				Store:  failingDeletes{memstore.New(time.Now).Backend(), &n},
+				Store:  faulty{memstore.New(time.Now).Backend(), func(op, _ string) bool { return op == "delete" && n.Add(-1) >= 0 }},
 				NodeID: "n1",
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			})
@@ -139,31 +148,6 @@ func TestGenesisWrittenWhenDue(t *testing.T) {
 	})
 }
 
-// failingCreates is a store whose session creates fail while failing is
-// set, as a node cut off from the store.
-type failingCreates struct {
-	store.Backend
-	failing *atomic.Bool
-}
-
-func (f failingCreates) Open(ctx context.Context, spec store.Spec) (store.Opened, error) {
-	o, err := f.Backend.Open(ctx, spec)
-	o.Bucket = failingCreateBucket{o.Bucket, f.failing}
-	return o, err
-}
-
-type failingCreateBucket struct {
-	store.Bucket
-	failing *atomic.Bool
-}
-
-func (f failingCreateBucket) Create(ctx context.Context, key string, value []byte) (uint64, error) {
-	if f.failing.Load() && strings.HasPrefix(key, SessionPrefix) {
-		return 0, errors.New("injected: store unreachable")
-	}
-	return f.Bucket.Create(ctx, key, value)
-}
-
 // A purge during a genesis grace costs this node its session; its next
 // session begins a CAS chain that cannot tell of anything before it, so
 // the grace must run a whole TTL from that session's start, not from the
@@ -174,7 +158,9 @@ func TestNewSessionRestartsTheGrace(t *testing.T) {
 		mem := memstore.New(time.Now)
 		var failing atomic.Bool
 		reg := NewRegistry(Host{
-			Store:  failingCreates{mem.Backend(), &failing},
+			Store: faulty{mem.Backend(), func(op, key string) bool {
+				return op == "create" && failing.Load() && strings.HasPrefix(key, SessionPrefix)
+			}},
 			NodeID: "n1",
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		})
