@@ -190,3 +190,36 @@ func TestNewSessionRestartsTheGrace(t *testing.T) {
 		require.GreaterOrEqual(t, time.Since(started), timing.TTL, "granted less than a TTL after the new session began")
 	})
 }
+
+// A purge shows only as CAS conflicts the view cannot explain: the node
+// re-reads the bucket a RetryPeriod after the first one, not only once its
+// session has run out (RenewDeadline) and a new one forces a read.
+func TestUnexplainedConflictRereadsTheBucket(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := memstore.New(time.Now)
+		reg := NewRegistry(Host{Store: mem.Backend(), NodeID: "n1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		defer reg.Close(time.Second)
+		timing := Timing{TTL: 3 * time.Second} // RetryPeriod 500 ms, RenewDeadline 2 s
+		b, err := reg.Bucket(t.Context(), BucketSpec{Name: "b", Timing: timing, Replicas: 1})
+		require.NoError(t, err)
+		defer b.Join()()
+		for !b.Acquirable() {
+			time.Sleep(10 * time.Millisecond) // a new bucket: one TTL until genesis
+		}
+		b.mu.Lock()
+		before := b.reads
+		b.mu.Unlock()
+		mem.Purge("b")
+		purged := time.Now()
+		for {
+			b.mu.Lock()
+			reads := b.reads
+			b.mu.Unlock()
+			if reads > before {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		require.Less(t, time.Since(purged), 1250*time.Millisecond, "re-read within two RetryPeriods and a bit, not after the session ran out")
+	})
+}
