@@ -320,6 +320,26 @@ func TestPlannerSettleEndsOnceTheClusterIsSeen(t *testing.T) {
 	}
 }
 
+// A group on fewer nodes than the cluster has: the window stretches to
+// 3·Settle, and a member first seen just before that end is in the first
+// plan without waiting out Debounce.
+func TestPlannerStretchedSettleAdoptsLateMembers(t *testing.T) {
+	keys := keysOf(9)
+	t0 := clock.Real().Now()
+	p := newPlanner(testConfig(9), "a")
+	p.settle(t0.Add(time.Second), t0.Add(3*time.Second), 4)
+	at := t0
+	for ; at.Mono < t0.Add(2900*time.Millisecond).Mono; at = at.Add(settleStep) {
+		p.observe([]string{"a", "b"}, at)
+	}
+	p.observe([]string{"a", "b", "c"}, at) // c appears 100 ms before the window's last end
+	end := t0.Add(3 * time.Second)
+	p.observe([]string{"a", "b", "c"}, end)
+	assert.Equal(t, []string{"a", "b", "c"}, p.adopted, "c is in the first plan")
+	acquire, _, _ := p.decide(keys, nil, nil, end)
+	assert.Len(t, acquire, 3)
+}
+
 func TestPlannerSettleDoesNotDelayAJoinToARunningGroup(t *testing.T) {
 	keys := keysOf(8)
 	t0 := clock.Real().Now()
