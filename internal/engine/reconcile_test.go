@@ -139,9 +139,7 @@ func TestGenesisWrittenWhenDue(t *testing.T) {
 		require.NoError(t, err)
 		t0 := time.Now()
 		defer b.Join()()
-		for !b.Acquirable() {
-			time.Sleep(time.Millisecond)
-		}
+		awaitAcquirable(t, b)
 		took := time.Since(t0)
 		require.GreaterOrEqual(t, took, timing.TTL, "nothing granted for a TTL")
 		require.Less(t, took, timing.TTL+50*time.Millisecond, "granted when the TTL ran out")
@@ -178,7 +176,9 @@ func TestNewSessionRestartsTheGrace(t *testing.T) {
 		b.mu.Unlock()
 		failing.Store(false)
 		var started time.Time
+		deadline := time.Now().Add(time.Minute)
 		for !b.Acquirable() {
+			require.True(t, time.Now().Before(deadline), "never acquirable again")
 			b.mu.Lock()
 			if b.sess != nil && b.sess != old && started.IsZero() {
 				started = time.Now()
@@ -203,9 +203,7 @@ func TestUnexplainedConflictRereadsTheBucket(t *testing.T) {
 		b, err := reg.Bucket(t.Context(), BucketSpec{Name: "b", Timing: timing, Replicas: 1})
 		require.NoError(t, err)
 		defer b.Join()()
-		for !b.Acquirable() {
-			time.Sleep(10 * time.Millisecond) // a new bucket: one TTL until genesis
-		}
+		awaitAcquirable(t, b) // a new bucket: one TTL until genesis
 		b.mu.Lock()
 		before := b.reads
 		b.mu.Unlock()
@@ -222,4 +220,15 @@ func TestUnexplainedConflictRereadsTheBucket(t *testing.T) {
 		}
 		require.Less(t, time.Since(purged), 1250*time.Millisecond, "re-read within two RetryPeriods and a bit, not after the session ran out")
 	})
+}
+
+// awaitAcquirable waits until b can acquire, failing after a minute (of
+// virtual time: a guard removed by make mutate must fail, not hang).
+func awaitAcquirable(t *testing.T, b *Bucket) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !b.Acquirable() {
+		require.True(t, time.Now().Before(deadline), "never acquirable")
+		time.Sleep(time.Millisecond)
+	}
 }
