@@ -140,7 +140,7 @@ func main() {
 	keys := flag.String("keys", "", "comma-separated key counts for the keys cases of Ronin and etcd (e.g. 5000,10000); default: the plan's")
 	n := flag.Int("n", 0, "runs of the handover and crash cases (Ronin and etcd); 0: the plan's")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file; for diagnosis")
-	flag.StringVar(&steadyProfile, "steadyprofile", "", "write a CPU profile of each steady window to this path plus its number (e.g. /tmp/steady → /tmp/steady.1); for diagnosis")
+	flag.StringVar(&steadyProfile, "steadyprofile", "", "write a CPU profile of each steady window to this path plus its number (e.g. /tmp/steady → /tmp/steady.1); for diagnosis, not with -cpuprofile (one CPU profile at a time)")
 	var sc scenarioFlags
 	flag.IntVar(&sc.startupRuns, "startup.runs", 0, "start-ups per TTL and bucket kind in the startup case; 0: the plan's (10, quick 3)")
 	flag.StringVar(&sc.startupTTLs, "startup.ttl", "", "comma-separated lease TTLs of the startup case (e.g. 5s,1s); default: 5s")
