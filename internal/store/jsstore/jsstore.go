@@ -32,75 +32,6 @@ type Backend struct {
 	Description string
 }
 
-// Open attempts overlap: while a restarted cluster recovers, the JetStream
-// API does not answer at all (a stream without a leader yet, or one being
-// created by another node, stays silent), and an unanswered request is
-// never answered later. So while attempts go unanswered a new one starts
-// every openAttemptEvery, at most openAttempts at once, each bounded by
-// openAttemptMax: an answer that becomes possible is seen within about
-// openAttemptEvery, and an answer slower than that (a loaded server) is
-// still taken.
-const (
-	openAttemptEvery = 250 * time.Millisecond
-	openAttemptMax   = time.Second
-	openAttempts     = 4
-)
-
-// retryOpen runs attempt until one succeeds, fatal reports an error as
-// final, or ctx ends; attempts overlap while unanswered (see
-// openAttemptEvery), and an error reply backs off from 50 ms to 1 s.
-func retryOpen(ctx context.Context, name string, attempt func(context.Context) (store.Opened, error), fatal func(error) error) (store.Opened, error) {
-	type result struct {
-		o   store.Opened
-		err error
-	}
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	results := make(chan result, openAttempts) // late attempts never block
-	wait := backoff.New(50*time.Millisecond, time.Second)
-	var (
-		running int
-		next    <-chan time.Time // when to start another attempt; nil: when one ends
-		lastErr error
-	)
-	start := func() {
-		running++
-		go func() {
-			c, cancel := context.WithTimeout(actx, openAttemptMax)
-			defer cancel()
-			o, err := attempt(c)
-			results <- result{o, err}
-		}()
-		next = time.After(openAttemptEvery)
-	}
-	start()
-	for {
-		select {
-		case <-ctx.Done():
-			return store.Opened{}, fmt.Errorf("ronin: open bucket %q: %w (last error: %v)", name, ctx.Err(), lastErr)
-		case <-next:
-			next = nil
-			if running < openAttempts {
-				start()
-			}
-		case r := <-results:
-			running--
-			if r.err == nil {
-				return r.o, nil
-			}
-			if ferr := fatal(r.err); ferr != nil {
-				return store.Opened{}, ferr
-			}
-			lastErr = r.err
-			if !errors.Is(r.err, context.DeadlineExceeded) {
-				next = time.After(wait.Next()) // an answer, not silence: back off
-			} else if next == nil {
-				start()
-			}
-		}
-	}
-}
-
 // Open opens or creates spec's bucket, retrying transient errors (JetStream
 // warming up, no meta leader yet) until ctx ends. Errors that retrying
 // cannot cure (a replicas mismatch) are returned at once.
@@ -302,7 +233,7 @@ const watchHeartbeat = 500 * time.Millisecond
 // went away, a heartbeat was missed), so the sequence has no gap and no
 // repeat whichever server hosted it.
 func (b *bucket) Watch(ctx context.Context) (store.Watcher, error) {
-	st, err := b.js.Stream(ctx, streamName(b.name))
+	st, err := b.stream(ctx)
 	if err != nil {
 		return nil, b.mapErr(ctx, err)
 	}
@@ -320,7 +251,11 @@ func (b *bucket) Watch(ctx context.Context) (store.Watcher, error) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.cc, err = w.consume(ctx); err != nil {
+	// The consumer is created through the meta leader: overlap the
+	// requests, or one sent to a leader that just died costs 5 s.
+	octx, cancel := bounded(ctx)
+	defer cancel()
+	if w.cc, err = overlap(octx, w.consume, answered, jetstream.ConsumeContext.Stop); err != nil {
 		return nil, b.mapErr(ctx, err)
 	}
 	return w, nil
@@ -381,29 +316,34 @@ func (w *watcher) handle(m jetstream.Msg) {
 }
 
 // onError handles a consume error. A 409 "server shutdown" means the
-// server hosting the consumer is stopping: the watch moves to a new
-// consumer at once, instead of after two missed heartbeats. Any error
-// makes verify check that the bucket still exists.
+// server hosting the consumer is stopping, and missed heartbeats that it
+// died or cannot be reached: the watch moves to a new consumer at once.
+// (The ordered consumer would recreate itself, but a request lost with a
+// dying meta leader costs it 10 s.) Any error makes verify check that the
+// bucket still exists.
 func (w *watcher) onError(_ jetstream.ConsumeContext, err error) {
 	shutdown := errors.Is(err, jetstream.ErrServerShutdown)
-	if shutdown {
+	if shutdown || errors.Is(err, jetstream.ErrNoHeartbeat) {
 		go w.move()
 	}
 	w.verify(!shutdown)
 }
 
-// move replaces the consumer with one on a server that is not stopping,
-// starting after the last delivered revision. A consumer placed on the
-// stopping server is never confirmed, so attempts are short and repeated.
-// If none succeeds within 2·watchHeartbeat, the old ordered consumer
-// recreates itself when its heartbeats stop, as it would have anyway.
+// move replaces the consumer with one on a server that is up, starting
+// after the last delivered revision, until one is created or the watch
+// stops. A consumer placed on a stopping server is never confirmed, so
+// attempts are short and repeated. One move runs at a time.
 func (w *watcher) move() {
-	deadline := time.Now().Add(2 * watchHeartbeat)
-	for time.Now().Before(deadline) && !w.moveOnce() {
+	if !w.moving.CompareAndSwap(false, true) {
+		return
+	}
+	defer w.moving.Store(false)
+	wait := backoff.New(watchHeartbeat/10, 2*watchHeartbeat)
+	for !w.moveOnce() {
 		select {
 		case <-w.done:
 			return
-		case <-time.After(watchHeartbeat / 10):
+		case <-time.After(wait.Next()):
 		}
 	}
 }
@@ -427,8 +367,10 @@ func (w *watcher) moveOnce() bool {
 	return true
 }
 
+// Check reports store.ErrBucketGone if the bucket was deleted, or
+// deleted and created again, since it was opened.
 func (b *bucket) Check(ctx context.Context) error {
-	st, err := b.js.Stream(ctx, streamName(b.name))
+	st, err := b.stream(ctx)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		return fmt.Errorf("%w: bucket %q no longer exists", store.ErrBucketGone, b.name)
@@ -438,6 +380,14 @@ func (b *bucket) Check(ctx context.Context) error {
 		return fmt.Errorf("%w: bucket %q was deleted and created again (created %v, was %v)", store.ErrBucketGone, b.name, st.CachedInfo().Created, b.created)
 	}
 	return nil
+}
+
+// stream looks the bucket's stream up. The stream leader answers, so the
+// requests overlap: one sent to a leader that just died is never answered.
+func (b *bucket) stream(ctx context.Context) (jetstream.Stream, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	return overlap(ctx, func(c context.Context) (jetstream.Stream, error) { return b.js.Stream(c, streamName(b.name)) }, answered, nil)
 }
 
 // mapErr maps JetStream's errors to the store's. A write to a stream that
@@ -451,7 +401,7 @@ func (b *bucket) mapErr(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %w", store.ErrConflict, err)
 	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrBucketNotFound),
 		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrStreamNotFound):
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), openAttemptMax)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptMax)
 		defer cancel()
 		if cerr := b.Check(cctx); errors.Is(cerr, store.ErrBucketGone) {
 			return cerr
@@ -483,6 +433,7 @@ type watcher struct {
 	mu      sync.Mutex // guards cc and stopped
 	cc      jetstream.ConsumeContext
 	stopped bool
+	moving  atomic.Bool // a move is under way
 	// deliver serialises deliveries across consumers; next is the first
 	// revision not delivered yet (written under deliver).
 	deliver sync.Mutex
@@ -534,7 +485,7 @@ func (w *watcher) check() {
 		w.checkMu.Lock()
 		w.recheck = false
 		w.checkMu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), openAttemptMax)
+		ctx, cancel := context.WithTimeout(context.Background(), attemptMax)
 		err := w.b.Check(ctx)
 		cancel()
 		switch {

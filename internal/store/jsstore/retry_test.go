@@ -17,7 +17,7 @@ func noFatal(error) error { return nil }
 
 // A stream without a leader leaves requests unanswered, and a request sent
 // before the leader exists is never answered: the open must see the
-// leader within about openAttemptEvery of its election, not when a
+// leader within about attemptEvery of its election, not when a
 // one-second attempt gives up.
 func TestRetryOpenSeesAnAnswerSoonAfterSilence(t *testing.T) {
 	t0 := time.Now()
@@ -34,11 +34,11 @@ func TestRetryOpenSeesAnAnswerSoonAfterSilence(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 3, o.Replicas)
 	took := time.Since(t0)
-	assert.Less(t, took, answersFrom.Sub(t0)+openAttemptEvery+150*time.Millisecond, "answered within an attempt interval of the leader")
-	assert.LessOrEqual(t, calls.Load(), int32(openAttempts), "at most openAttempts at once")
+	assert.Less(t, took, answersFrom.Sub(t0)+attemptEvery+150*time.Millisecond, "answered within an attempt interval of the leader")
+	assert.LessOrEqual(t, calls.Load(), int32(maxAttempts), "at most maxAttempts at once")
 }
 
-// Answers slower than openAttemptEvery (a loaded server) are still taken.
+// Answers slower than attemptEvery (a loaded server) are still taken.
 func TestRetryOpenTakesASlowAnswer(t *testing.T) {
 	_, err := retryOpen(context.Background(), "b", func(ctx context.Context) (store.Opened, error) {
 		select {
