@@ -131,10 +131,13 @@ func putGet(t *testing.T, put, get *Manager, bucket string, replicas int) {
 	if err != nil {
 		t.Fatalf("CreateKeyValue: %v", err)
 	}
-	rev, err := kv.Put(ctx, "k", []byte("v"))
-	if err != nil {
-		t.Fatalf("Put: %v", err)
-	}
+	// A stream created a moment ago may not have subscribed its leader
+	// yet: the put then finds no responders and was not stored.
+	var rev uint64
+	eventually(t, 5*time.Second, func() error {
+		rev, err = kv.Put(ctx, "k", []byte("v"))
+		return err
+	})
 	// Another node may not see the new stream's direct-get responders for
 	// a few milliseconds ("no responders"), so read until it does.
 	var e jetstream.KeyValueEntry
