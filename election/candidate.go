@@ -83,6 +83,7 @@ type Candidate struct {
 	metrics *candidateMetrics
 
 	lease   atomic.Pointer[engine.Lease]
+	told    *engine.Lease // the lease OnElected ran for (Run's goroutine only)
 	changes atomic.Int64
 	mu      sync.Mutex // serialises Run
 }
@@ -133,9 +134,11 @@ func (c *Candidate) LeaderRev() uint64 {
 }
 
 // Run campaigns for the key until ctx ends or the Manager shuts down, then
-// resigns: if leading it releases the key at once, so that the next
-// candidate takes over in milliseconds, and OnSteppingDown has run before Run
-// returns. It returns nil when ctx ends, ronin.ErrClosed when the Manager shuts
+// resigns: if leading it hands the key at once to a candidate that waits
+// for it on another node (one write, which that node's watcher delivers),
+// or releases it when it knows of none, so that the next candidate takes
+// over in milliseconds; OnSteppingDown has run before that write, and
+// before Run returns. It returns nil when ctx ends, ronin.ErrClosed when the Manager shuts
 // down, an error wrapping ronin.ErrBucketGone when the bucket is deleted under it
 // (leadership ends at once; nothing here recreates the bucket), and
 // ronin.ErrAlreadyRunning if the candidate is already running. Run may be called
@@ -157,6 +160,13 @@ func (c *Candidate) Run(ctx context.Context) error {
 	defer leave()
 	sub := c.bucket.Subscribe(c.cfg.KeyName)
 	defer c.bucket.Unsubscribe(sub)
+	// While not leading, other nodes may hand the key straight to this
+	// candidate when their holder resigns (one write instead of two).
+	stopWaiting := c.bucket.Wait(c.cfg.KeyName, c.cfg.CandidateID, c.take)
+	defer func() {
+		stopWaiting() // no lease is handed to it from here on
+		c.resign()
+	}()
 	stopMetrics := c.metrics.start()
 	defer stopMetrics()
 
@@ -179,18 +189,18 @@ func (c *Candidate) Run(ctx context.Context) error {
 			}
 			observed, known = h.Candidate, true
 		}
+		if c.lease.Load() == nil && synced && h.Candidate == "" {
+			c.campaign(ctx, retry)
+		}
 		var leaseDone <-chan struct{}
 		if l := c.lease.Load(); l != nil {
+			c.tell(l)
 			leaseDone = l.Done()
-		} else if synced && h.Candidate == "" {
-			c.campaign(ctx, retry)
 		}
 		select {
 		case <-ctx.Done():
-			c.resign()
-			return nil
+			return nil // resigns (above)
 		case <-c.bucket.Registry().Closing():
-			c.resign()
 			return engine.ErrClosed
 		case <-sub.C():
 		case <-leaseDone:
@@ -206,10 +216,6 @@ func (c *Candidate) campaign(ctx context.Context, retry *clock.ChanTimer) {
 	switch {
 	case err == nil:
 		c.lease.Store(l)
-		c.log.Info("ronin: elected", "rev", l.Rev())
-		if c.cfg.OnElected != nil {
-			c.cfg.OnElected()
-		}
 	case errors.Is(err, engine.ErrHeld), errors.Is(err, engine.ErrLostRace):
 		// The watcher will show the winner.
 	case errors.Is(err, engine.ErrNoSession), errors.Is(err, engine.ErrBucketGone):
@@ -221,20 +227,41 @@ func (c *Candidate) campaign(ctx context.Context, retry *clock.ChanTimer) {
 	}
 }
 
-// stepDown forgets the current lease and tells the user.
-func (c *Candidate) stepDown() {
-	l := c.lease.Swap(nil)
-	if l == nil {
+// take receives a lease that a resigning holder handed to this candidate
+// (Bucket.Wait); it runs with the bucket locked, so Run tells the user.
+func (c *Candidate) take(l *engine.Lease) bool {
+	return c.lease.CompareAndSwap(nil, l)
+}
+
+// tell runs OnElected once for l, the current lease, won or handed over.
+func (c *Candidate) tell(l *engine.Lease) {
+	if c.told == l {
 		return
 	}
+	c.told = l
+	c.log.Info("ronin: elected", "rev", l.Rev())
+	if c.cfg.OnElected != nil {
+		c.cfg.OnElected()
+	}
+}
+
+// stepDown forgets the current lease and tells the user, if it was told
+// of it.
+func (c *Candidate) stepDown() {
+	l := c.lease.Swap(nil)
+	if l == nil || c.told != l {
+		return
+	}
+	c.told = nil
 	c.log.Info("ronin: stepped down", "rev", l.Rev())
 	if c.cfg.OnSteppingDown != nil {
 		c.cfg.OnSteppingDown()
 	}
 }
 
-// resign releases the key if leading. OnSteppingDown runs (and returns)
-// before the release is written, so that work it stops never overlaps the
+// resign gives the key up if leading: to a candidate waiting on another
+// node if one is known, else by releasing it. OnSteppingDown runs (and
+// returns) before the write, so that work it stops never overlaps the
 // successor's term.
 func (c *Candidate) resign() {
 	l := c.lease.Load()
@@ -244,7 +271,7 @@ func (c *Candidate) resign() {
 	c.stepDown()
 	ctx, cancel := context.WithTimeout(context.Background(), c.bucket.Spec().RequestTimeout())
 	defer cancel()
-	if err := c.bucket.Release(ctx, l); err != nil {
+	if err := c.bucket.Resign(ctx, l); err != nil {
 		c.log.Warn("ronin: release failed; the key frees when this node's session ends", "err", err)
 	}
 }

@@ -66,3 +66,73 @@ func TestResignStepsDownBeforeRelease(t *testing.T) {
 		require.False(t, elected.Before(steppedDown), "b elected %v before a's OnSteppingDown returned", steppedDown.Sub(elected))
 	})
 }
+
+// newTestRegistry is node's registry over st, closed when t ends.
+func newTestRegistry(t *testing.T, st *memstore.Store, node string) *engine.Registry {
+	reg := engine.NewRegistry(engine.Host{Store: st.Backend(), NodeID: node, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(func() { reg.Close(time.Second) })
+	return reg
+}
+
+// A candidate whose Run returned is never handed the key: it stops
+// waiting for it before it resigns.
+func TestStoppedCandidateIsNotHandedTheKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := memstore.New(time.Now)
+		cfg := func(id string) CandidateConfig {
+			return CandidateConfig{CandidateID: id, BucketName: "b", KeyName: "k", TTL: time.Second, Replicas: 1}
+		}
+		a, err := NewCandidate(t.Context(), newTestRegistry(t, st, "n1"), cfg("a"))
+		require.NoError(t, err)
+		b, err := NewCandidate(t.Context(), newTestRegistry(t, st, "n2"), cfg("b"))
+		require.NoError(t, err)
+		defer b.bucket.Join()() // n2 stays in the bucket after b stops
+		actx, stopA := context.WithCancel(t.Context())
+		aDone := make(chan error, 1)
+		go func() { aDone <- a.Run(actx) }()
+		for !a.IsLeader() { // the bucket is new: one TTL until genesis
+			time.Sleep(10 * time.Millisecond)
+		}
+		bctx, stopB := context.WithCancel(t.Context())
+		bDone := make(chan error, 1)
+		go func() { bDone <- b.Run(bctx) }()
+		time.Sleep(time.Second) // b waits, and n2's session says so
+		stopB()
+		require.NoError(t, <-bDone)
+		time.Sleep(time.Second) // n2's session no longer says so
+
+		stopA()
+		require.NoError(t, <-aDone)
+		time.Sleep(500 * time.Millisecond)
+		require.False(t, b.IsLeader(), "a candidate that does not run leads")
+	})
+}
+
+// OnSteppingDown runs only for a lease that OnElected ran for: a lease
+// handed over and lost before Run told the user is dropped silently.
+func TestSteppingDownOnlyAfterElected(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := newTestRegistry(t, memstore.New(time.Now), "n1")
+		bucket, err := reg.Bucket(t.Context(), engine.BucketSpec{Name: "b", Timing: engine.Timing{TTL: time.Second}, Replicas: 1})
+		require.NoError(t, err)
+		defer bucket.Join()()
+		var l *engine.Lease
+		for l == nil {
+			time.Sleep(10 * time.Millisecond)
+			l, _ = bucket.TryAcquire(t.Context(), "k", "a")
+		}
+		var elected, steppedDown int
+		c := &Candidate{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: CandidateConfig{
+			OnElected:      func() { elected++ },
+			OnSteppingDown: func() { steppedDown++ },
+		}}
+		c.lease.Store(l)
+		c.stepDown()
+		require.Equal(t, 0, steppedDown, "stepped down without being elected")
+		c.lease.Store(l)
+		c.tell(l)
+		c.tell(l)
+		c.stepDown()
+		require.Equal(t, []int{1, 1}, []int{elected, steppedDown})
+	})
+}

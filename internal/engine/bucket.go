@@ -40,6 +40,7 @@ type Bucket struct {
 	allSubs    map[*Subscription]struct{}
 	leases     map[string]*Lease
 	accept     func(*Lease) bool    // takes leases handed over to this node (Accept)
+	waiters    map[string][]*waiter // candidates here waiting for a key (Wait)
 	acquiring  map[string]struct{}  // keys with a CAS write in flight
 	writeSlot  chan struct{}        // bounds acquisition writes in flight
 	released   map[string]struct{}  // keys released here and not yet taken
@@ -416,15 +417,26 @@ func (b *Bucket) adoptLocked(key string) {
 	e := b.v.records[key]
 	s := b.sess
 	if !e.present || !e.rec.Handoff || s == nil || e.rec.Session != s.id || b.leases[key] != nil ||
-		b.accept == nil || !b.acquirableLocked(b.clock.Now()) {
+		!b.acquirableLocked(b.clock.Now()) {
 		return
 	}
+	take := b.accept
+	for _, w := range b.waiters[key] {
+		if w.candidate == e.rec.Candidate {
+			take = w.take
+			break
+		}
+	}
+	if take == nil {
+		return // reconcile frees the record
+	}
 	l := newLease(b, key, e.rec.Candidate, e.rev, s)
-	if !b.accept(l) {
+	if !take(l) {
 		return
 	}
 	b.leases[key] = l
 	delete(b.released, key)
+	b.waitingChangedLocked(key)
 }
 
 // HandOver ends l and writes its record over to node to's live session in
@@ -442,11 +454,17 @@ func (b *Bucket) HandOver(ctx context.Context, l *Lease, to string) error {
 		b.mu.Unlock()
 		return b.Release(ctx, l)
 	}
+	return b.handOverLocked(ctx, l, record{Candidate: to, Node: to, Session: target, Handoff: true})
+}
+
+// handOverLocked ends l and writes rec over its record at l's revision
+// (see HandOver); it unlocks the bucket.
+func (b *Bucket) handOverLocked(ctx context.Context, l *Lease, rec record) error {
 	b.endLeaseLocked(l.key, ^uint64(0))
 	b.released[l.key] = struct{}{}
 	b.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, b.spec.RequestTimeout())
-	_, err := b.kv.Update(rctx, l.key, encode(record{Candidate: to, Node: to, Session: target, Handoff: true}), l.rev)
+	_, err := b.kv.Update(rctx, l.key, encode(rec), l.rev)
 	cancel()
 	if err == nil || isCASConflict(err) {
 		return nil // handed over, or the key was no longer ours to give
@@ -558,6 +576,7 @@ func (b *Bucket) TryAcquire(ctx context.Context, key, candidate string) (*Lease,
 	}
 	l := newLease(b, key, candidate, rev, s)
 	b.leases[key] = l
+	b.waitingChangedLocked(key)
 	return l, nil
 }
 
@@ -672,6 +691,7 @@ func (b *Bucket) endLeaseLocked(key string, rev uint64) {
 	delete(b.leases, key)
 	b.unsettled = true
 	l.end()
+	b.waitingChangedLocked(key)
 	b.notifyKeyLocked(key)
 }
 

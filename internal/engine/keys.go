@@ -67,6 +67,10 @@ type sessionValue struct {
 	// keys it has prepared and not yet taken.
 	Prepares bool   `json:"prepares,omitempty"`
 	Prepared string `json:"prepared,omitempty"`
+	// Waiting maps keys to a candidate on the node that campaigns for
+	// them while the node holds none of them (Bucket.Wait), JSON-encoded:
+	// a resigning holder hands such a key straight over.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // record is what an election record (a user key) holds while led.

@@ -171,6 +171,7 @@ func (b *Bucket) maintainSession(ctx context.Context) bool {
 	b.mu.Lock()
 	dead := b.dead
 	b.dead = nil
+	b.refreshWaitingLocked()
 	s := b.sess
 	b.mu.Unlock()
 	for _, d := range dead {

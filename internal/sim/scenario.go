@@ -155,6 +155,16 @@ func (w *World) schedule() []fault {
 			add(at, 0, "delete of bucket "+b, func(w *World) { w.store.DeleteBucket(b) }, nil)
 		}
 	}
+	// Candidates that resign and campaign again: a graceful handover of a
+	// key. Drawn from their own stream, so that the faults above stay what
+	// they were for every seed.
+	rr := rand.New(rand.NewPCG(uint64(sc.Seed), 0x7e51))
+	for range rr.IntN(4) * min(sc.Keys, 1) {
+		at := time.Duration(rr.Int64N(int64(sc.Faults)))
+		id, key := fmt.Sprintf("n%d", 1+rr.IntN(sc.Nodes)), fmt.Sprintf("k%d", rr.IntN(sc.Keys))
+		away := time.Duration(rr.Float64() * float64(ttl))
+		add(at, 0, fmt.Sprintf("candidate %s on %s resigns for %v", key, id, away), func(w *World) { w.node(id).stepOut(key, away) }, nil)
+	}
 	slices.SortStableFunc(out, func(a, b fault) int { return int(a.at - b.at) })
 	return out
 }

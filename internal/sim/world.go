@@ -48,6 +48,21 @@ type node struct {
 	link   *link
 	cancel context.CancelFunc
 	dead   atomic.Bool
+
+	mu      sync.Mutex
+	resigns map[string]func()        // per key: ends its candidate's Run
+	away    map[string]time.Duration // per key: how long it waits before it runs again
+}
+
+// stepOut makes n's candidate for key resign (its Run returns) and run
+// again after away.
+func (n *node) stepOut(key string, away time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if stop := n.resigns[key]; stop != nil {
+		n.away[key] = away
+		stop()
+	}
 }
 
 type candRec struct {
@@ -113,7 +128,7 @@ func (w *World) startNode(id string) {
 		}
 		c = old.clock // the machine's clock survives a process restart
 	}
-	n := &node{id: id, clock: c}
+	n := &node{id: id, clock: c, resigns: map[string]func(){}, away: map[string]time.Duration{}}
 	n.link = newLink(w, id, c)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -165,12 +180,24 @@ func (w *World) runCandidate(ctx context.Context, n *node, reg *engine.Registry,
 			w.mu.Lock()
 			w.cands[key] = append(w.cands[key], &candRec{n: n, c: c})
 			w.mu.Unlock()
-			err = c.Run(ctx)
+			rctx, stop := context.WithCancel(ctx)
+			n.mu.Lock()
+			n.resigns[key] = stop
+			n.mu.Unlock()
+			err = c.Run(rctx)
+			stop()
 		}
 		if err != nil && !errors.Is(err, engine.ErrClosed) {
 			w.logf(n.id, "candidate %s: %v", key, err)
 		}
-		sleepCtx(ctx, retryOpen)
+		n.mu.Lock()
+		away := n.away[key]
+		delete(n.away, key)
+		n.mu.Unlock()
+		if away > 0 {
+			w.logf(n.id, "candidate %s resigned", key)
+		}
+		sleepCtx(ctx, max(retryOpen, away))
 	}
 }
 
