@@ -49,9 +49,11 @@ func (b *Bucket) Wait(key, candidate string, take func(*Lease) bool) (stop func(
 }
 
 // waitingChangedLocked wakes the keeper to advertise again if key is
-// waited for here (a lease on it began or ended).
+// waited for here (a lease on it began or ended). A node waiting for more
+// keys than it may advertise refreshes at its next renew instead: a
+// thousand-key election would otherwise wake the keeper for every key.
 func (b *Bucket) waitingChangedLocked(key string) {
-	if len(b.waiters[key]) > 0 {
+	if len(b.waiters[key]) > 0 && len(b.waiters) <= maxWaiting {
 		b.kickLocked()
 	}
 }
