@@ -704,6 +704,21 @@ func (j *jsEnv) deleteBucket(t *testing.T, bucket string) {
 	if err := j.js(t, 100).DeleteKeyValue(ctx, bucket); err != nil {
 		t.Fatalf("delete bucket: %v", err)
 	}
+	// The reply can come before every server has applied the delete, and
+	// a server that has not still answers for the stream: wait until none
+	// does, as memstore's delete is at once.
+	for i := range j.servers {
+		for {
+			_, err := j.js(t, 200+i).Stream(ctx, "KV_"+bucket)
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("bucket %q still answers on server %d after its delete: %v", bucket, i, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 func (j *jsEnv) replicas() int { return j.repl }
