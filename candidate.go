@@ -11,8 +11,9 @@ import (
 type Candidate struct{ c *election.Candidate }
 
 // Run campaigns until ctx ends or the Manager shuts down, then resigns: a
-// leader releases the key at once, so the next candidate takes over in
-// milliseconds, and OnSteppingDown has run before Run returns. It returns
+// leader hands the key at once to a candidate waiting on another node (one
+// write), or releases it if it knows of none, so the next candidate takes
+// over in milliseconds; OnSteppingDown has run before that write. It returns
 // nil when ctx ends, ErrClosed when the Manager shuts down, an error
 // wrapping ErrBucketGone when the bucket is deleted under it, and
 // ErrAlreadyRunning when it is running already. It may be called again

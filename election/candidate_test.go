@@ -43,28 +43,34 @@ func TestResignStepsDownBeforeRelease(t *testing.T) {
 			}})
 		require.NoError(t, err)
 
-		actx, stopA := context.WithCancel(t.Context())
-		aDone := make(chan error, 1)
-		go func() { aDone <- a.Run(actx) }()
+		stopA := run(t, a)
 		for !a.IsLeader() { // the bucket is new: one TTL until genesis
 			time.Sleep(10 * time.Millisecond)
 		}
-		bctx, stopB := context.WithCancel(t.Context())
-		bDone := make(chan error, 1)
-		go func() { bDone <- b.Run(bctx) }()
+		stopB := run(t, b)
 		time.Sleep(100 * time.Millisecond)
 		stopA()
-		require.NoError(t, <-aDone)
 		for !b.IsLeader() {
 			time.Sleep(time.Millisecond)
 		}
 		stopB()
-		require.NoError(t, <-bDone)
 		mu.Lock()
 		defer mu.Unlock()
 		require.False(t, steppedDown.IsZero())
 		require.False(t, elected.Before(steppedDown), "b elected %v before a's OnSteppingDown returned", steppedDown.Sub(elected))
 	})
+}
+
+// run runs c until the returned function, which checks that Run
+// returned nil.
+func run(t *testing.T, c *Candidate) (stop func()) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	return func() {
+		cancel()
+		require.NoError(t, <-done)
+	}
 }
 
 // newTestRegistry is node's registry over st, closed when t ends.
@@ -87,22 +93,16 @@ func TestStoppedCandidateIsNotHandedTheKey(t *testing.T) {
 		b, err := NewCandidate(t.Context(), newTestRegistry(t, st, "n2"), cfg("b"))
 		require.NoError(t, err)
 		defer b.bucket.Join()() // n2 stays in the bucket after b stops
-		actx, stopA := context.WithCancel(t.Context())
-		aDone := make(chan error, 1)
-		go func() { aDone <- a.Run(actx) }()
+		stopA := run(t, a)
 		for !a.IsLeader() { // the bucket is new: one TTL until genesis
 			time.Sleep(10 * time.Millisecond)
 		}
-		bctx, stopB := context.WithCancel(t.Context())
-		bDone := make(chan error, 1)
-		go func() { bDone <- b.Run(bctx) }()
+		stopB := run(t, b)
 		time.Sleep(time.Second) // b waits, and n2's session says so
 		stopB()
-		require.NoError(t, <-bDone)
 		time.Sleep(time.Second) // n2's session no longer says so
 
 		stopA()
-		require.NoError(t, <-aDone)
 		time.Sleep(500 * time.Millisecond)
 		require.False(t, b.IsLeader(), "a candidate that does not run leads")
 	})

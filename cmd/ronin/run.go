@@ -219,8 +219,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		log.Error("ronin run: campaign ended", "err", err)
 		return exitError
 	}
-	// The command stops before the key is released: Run releases the key
-	// first and calls OnSteppingDown after, when a successor may be running.
+	// The command stops before the key is given up (handed over or
+	// released), so that it never overlaps its successor's term.
 	s.close()
 	resign()
 	if err := <-runErr; err != nil {

@@ -89,16 +89,7 @@ func TestReleasedRecordDeletedAfterFailedDeletes(t *testing.T) {
 func TestRefusedHandoverFreed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := memstore.New(time.Now).Backend()
-		spec := BucketSpec{Name: "b", Timing: Timing{TTL: time.Second}, Replicas: 1}
-		open := func(node string) *Bucket {
-			reg := NewRegistry(Host{Store: st, NodeID: node, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			t.Cleanup(func() { reg.Close(time.Second) })
-			b, err := reg.Bucket(t.Context(), spec)
-			require.NoError(t, err)
-			t.Cleanup(b.Join())
-			return b
-		}
-		from, to := open("n1"), open("n2")
+		from, to := joinOn(t, st, "n1"), joinOn(t, st, "n2")
 		to.Accept(func(*Lease) bool { return false })
 		var l *Lease
 		for l == nil {
@@ -231,4 +222,15 @@ func awaitAcquirable(t *testing.T, b *Bucket) {
 		require.True(t, time.Now().Before(deadline), "never acquirable")
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// joinOn opens bucket b (TTL 1 s, one replica) over st as node and joins
+// it until t ends.
+func joinOn(t *testing.T, st store.Backend, node string) *Bucket {
+	reg := NewRegistry(Host{Store: st, NodeID: node, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(func() { reg.Close(time.Second) })
+	b, err := reg.Bucket(t.Context(), BucketSpec{Name: "b", Timing: Timing{TTL: time.Second}, Replicas: 1})
+	require.NoError(t, err)
+	t.Cleanup(b.Join())
+	return b
 }

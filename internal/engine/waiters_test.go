@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"io"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,16 +19,7 @@ import (
 // and n1 holds key k.
 func twoNodes(t *testing.T, fail func(op, key string) bool) (n1, n2 *Bucket, l *Lease) {
 	st := faulty{memstore.New(time.Now).Backend(), fail}
-	spec := BucketSpec{Name: "b", Timing: Timing{TTL: time.Second}, Replicas: 1}
-	open := func(node string) *Bucket {
-		reg := NewRegistry(Host{Store: st, NodeID: node, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		t.Cleanup(func() { reg.Close(time.Second) })
-		b, err := reg.Bucket(t.Context(), spec)
-		require.NoError(t, err)
-		t.Cleanup(b.Join())
-		return b
-	}
-	n1, n2 = open("n1"), open("n2")
+	n1, n2 = joinOn(t, st, "n1"), joinOn(t, st, "n2")
 	for l == nil {
 		time.Sleep(10 * time.Millisecond) // a new bucket: one TTL until genesis
 		l, _ = n1.TryAcquire(t.Context(), "k", "a")
