@@ -270,6 +270,7 @@ func (g *Group) step(ctx context.Context, p *planner, work *sync.WaitGroup) time
 	}
 	g.startAdopted(ctx)
 	now := g.clock.Now()
+	p.newSession(g.bucket.SessionID(), now, g.bucket.Registry().ClusterSize())
 	wait := p.observe(members, now)
 	holders := g.bucket.Holders()
 	acquirable := g.bucket.Acquirable()

@@ -2,8 +2,10 @@ package shard
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -14,6 +16,7 @@ import (
 	"github.com/nonchan7720/ronin/internal/engine"
 	"github.com/nonchan7720/ronin/internal/store"
 	"github.com/nonchan7720/ronin/internal/store/memstore"
+	"github.com/nonchan7720/ronin/internal/testkit"
 )
 
 // A handler whose lease ends while it is starting (here: its record is
@@ -46,5 +49,82 @@ func TestLeaseLostAsHandlerStartsIsReaped(t *testing.T) {
 		require.Len(t, g.Owned(), 1)
 		cancel()
 		require.NoError(t, <-done)
+	})
+}
+
+// cutOff is one node's link to a shared store: while cut, its writes hang
+// unanswered (a stream without a leader, as that node sees it).
+func cutOff(st store.Backend, cut *atomic.Bool) store.Backend {
+	return testkit.Interposed{Backend: st, Before: func(ctx context.Context, _, _ string) error {
+		if !cut.Load() {
+			return nil
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	}}
+}
+
+// An outage longer than the TTL ends every node's session; the nodes come
+// back 200 ms apart (and each creates its new session up to a TTL later:
+// the retry backs off while cut off), well within Settle. The first one
+// back finds every shard free: it must not take them all only to hand
+// most of them back. Each shard goes back to the node that owned it, and
+// none moves.
+func TestStoreOutageMovesNoShard(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := memstore.New(time.Now)
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		const shards = 12
+		var mu sync.Mutex
+		owner := map[int]string{} // the node that last started each shard
+		moves := 0
+		ctx, cancel := context.WithCancel(context.Background())
+		var cuts []*atomic.Bool
+		var regs []*engine.Registry
+		for _, node := range []string{"n1", "n2", "n3"} {
+			cut := &atomic.Bool{}
+			cuts = append(cuts, cut)
+			reg := engine.NewRegistry(engine.Host{Store: cutOff(ms.Backend(), cut), NodeID: node, Logger: log, DefaultReplicas: 3, ClusterSize: 3, Clustered: true})
+			regs = append(regs, reg)
+			g, err := NewGroup(ctx, reg, Config{BucketName: "b", Shards: shards, TTL: time.Second, Settle: 3 * time.Second, Logger: log,
+				Handler: func(hctx context.Context, id int, _ uint64) error {
+					mu.Lock()
+					if prev := owner[id]; prev != "" && prev != node {
+						moves++
+					}
+					owner[id] = node
+					mu.Unlock()
+					<-hctx.Done()
+					return nil
+				}})
+			require.NoError(t, err)
+			go func() { _ = g.Run(ctx) }()
+		}
+		time.Sleep(10 * time.Second) // a new bucket: genesis, then the plan
+		mu.Lock()
+		require.Len(t, owner, shards)
+		before := fmt.Sprint(owner)
+		moves = 0
+		mu.Unlock()
+
+		for _, cut := range cuts {
+			cut.Store(true)
+		}
+		time.Sleep(3 * time.Second) // every session ends
+		for _, cut := range cuts {
+			cut.Store(false)
+			time.Sleep(200 * time.Millisecond)
+		}
+		time.Sleep(10 * time.Second)
+
+		mu.Lock()
+		after, moved := fmt.Sprint(owner), moves
+		mu.Unlock()
+		cancel()
+		for _, reg := range regs {
+			reg.Close(time.Second)
+		}
+		require.Equal(t, before, after, "owners after the outage")
+		require.Zero(t, moved, "shards moved and came back")
 	})
 }

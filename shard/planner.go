@@ -47,11 +47,14 @@ type planner struct {
 	firstSeen map[string]clock.Instant // members seen but not yet adopted
 	away      map[string]clock.Instant // members dropped from the plan less than Remember ago, and since when
 	plan      []string
+	full      []string              // the plan with every away member back (Plan over adopted and away)
 	planAt    clock.Instant         // when plan last changed
 	freeSince map[int]clock.Instant // when this node first saw a shard free
 	reported  map[int]bool          // shards reported ownerless
 	rescued   map[int]clock.Instant // shards taken by fallback: their target did not act
 	arrived   map[int]clock.Instant // when each shard owned here was first seen owned
+	session   string                // this node's session when last seen (newSession)
+	rejoining bool                  // the settle window is newSession's
 	settleEnd clock.Instant         // cold start: no acquisitions before it (settle)
 	settleCap clock.Instant         // the latest settleEnd while members are missing
 	expected  int                   // members a cold start waits for (the cluster's servers), 0: none
@@ -67,6 +70,7 @@ func newPlanner(cfg Config, self string) *planner {
 		firstSeen: map[string]clock.Instant{},
 		away:      map[string]clock.Instant{},
 		plan:      balancer.Plan(cfg.Shards, nil),
+		full:      balancer.Plan(cfg.Shards, nil),
 		freeSince: map[int]clock.Instant{},
 		reported:  map[int]bool{},
 		rescued:   map[int]clock.Instant{},
@@ -83,6 +87,34 @@ func newPlanner(cfg Config, self string) *planner {
 // plan. Once expected members are seen the window ends at once.
 func (p *planner) settle(end, latest clock.Instant, expected int) {
 	p.settleEnd, p.settleCap, p.expected = end, latest, expected
+}
+
+// newSession tells the planner this node's current session ("" while it
+// has none). A session that replaces a lost one opens the settle window
+// again, for Settle at most: if the store was out for every node (the
+// bucket's stream lost its leader for longer than the TTL, or a split),
+// every session ended and every shard is free, and the first node back
+// would otherwise take the shards of members not back yet, only to hand
+// them back a moment later. While the window is open, this node takes
+// only the shards it would own with every away member back (see decide).
+// It lasts Settle: members whose sessions ended with this node's may
+// still look live in its view, so their count says nothing. A node whose session
+// alone ended finds the others' shards held and loses nothing by it.
+func (p *planner) newSession(id string, now clock.Instant, expected int) {
+	if id == "" || id == p.session {
+		return
+	}
+	if p.session != "" {
+		p.settle(now.Add(p.cfg.Settle), now.Add(p.cfg.Settle), expected)
+		p.rejoining = true
+	}
+	p.session = id
+}
+
+// rejoin reports whether newSession's settle window is open now.
+func (p *planner) rejoin(now clock.Instant) bool {
+	p.rejoining = p.rejoining && p.settling(now)
+	return p.rejoining
 }
 
 // settleStep is how often a stretched cold-start window looks again (a
@@ -118,9 +150,10 @@ func (p *planner) settleWait(now clock.Instant) time.Duration {
 func (p *planner) observe(members []string, now clock.Instant) time.Duration {
 	switch {
 	case !p.settling(now):
-	case p.expected > 0 && len(members) >= p.expected:
+	case p.expected > 0 && len(members) >= p.expected && !p.rejoin(now):
 		// Every storing server's node is seen: the first plan has them
-		// all, so the window ends now.
+		// all, so the window ends now. (Not after newSession: members
+		// whose sessions ended with this node's may still look live.)
 		p.settleEnd, p.settleCap = now, now
 	case p.stretching(now) && now.Mono > p.settleEnd.Mono:
 		p.settleEnd = now // the window lasted until now: members first seen now are in it
@@ -142,7 +175,10 @@ func (p *planner) observe(members []string, now clock.Instant) time.Duration {
 			first = now
 			p.firstSeen[m] = now
 		}
-		settled := !p.settling(now) && first.Mono <= p.settleEnd.Mono
+		// After newSession, members are adopted at once: decide takes only
+		// this node's shards of the full plan meanwhile, so nothing a
+		// debounce would batch can move.
+		settled := !p.settling(now) && first.Mono <= p.settleEnd.Mono || p.rejoin(now)
 		if left := p.cfg.Debounce - now.Sub(first); left > 0 && !settled {
 			wait = min(wait, left)
 			continue
@@ -155,7 +191,9 @@ func (p *planner) observe(members []string, now clock.Instant) time.Duration {
 	wait = min(wait, awayWait)
 	if awayChanged || !slices.Equal(adopted, p.adopted) {
 		p.adopted = adopted
-		p.plan = balancer.PlanAway(p.cfg.Shards, adopted, slices.Collect(maps.Keys(p.away)))
+		away := slices.Collect(maps.Keys(p.away))
+		p.plan = balancer.PlanAway(p.cfg.Shards, adopted, away)
+		p.full = balancer.Plan(p.cfg.Shards, append(slices.Clone(adopted), away...))
 		p.planAt = now
 	}
 	return wait
@@ -199,7 +237,8 @@ func (p *planner) decide(keys []string, holders map[string]engine.Holder, mine m
 		}
 	}
 	member := slices.Contains(p.current, p.self)
-	if p.settling(now) && len(holders) == 0 {
+	rejoining := p.rejoin(now)
+	if p.settling(now) && len(holders) == 0 && !rejoining {
 		// A cold start (no shard held anywhere): act on the plan only
 		// once the nodes started together have had time to appear.
 		return nil, nil, p.settleWait(now)
@@ -245,6 +284,9 @@ func (p *planner) decide(keys []string, holders map[string]engine.Holder, mine m
 			p.freeSince[id] = now
 		}
 		if p.plan[id] == p.self {
+			if rejoining && p.full[id] != p.self {
+				continue // an away member's: it may be back any moment (newSession)
+			}
 			acquire = append(acquire, id)
 			continue
 		}

@@ -424,3 +424,48 @@ func TestPlannerPausedFallbackDoesNotRace(t *testing.T) {
 	}
 	assert.NotEmpty(t, acquire)
 }
+
+// A store outage that ended every session: the first node back with a new
+// session takes only the shards it would own with every member back, for
+// Settle, though an away member's old record still looks held (so the
+// cold-start rule does not apply) and the plan gives it the away members'
+// shards; after Settle, it takes those too.
+func TestPlannerWaitsForTheOthersAfterItsSessionWasLost(t *testing.T) {
+	keys := keysOf(9)
+	t0 := clock.Real().Now()
+	p := newPlanner(testConfig(9), "a")
+	p.newSession("a.1", t0, 3)
+	p.observe([]string{"a", "b", "c"}, t0)
+	p.observe([]string{"a", "b", "c"}, t0.Add(time.Second)) // adopted after Debounce
+	require.Equal(t, []string{"a", "b", "c"}, p.adopted)
+	var own []int
+	stale := map[string]engine.Holder{}
+	for id, target := range p.plan {
+		switch target {
+		case "a":
+			own = append(own, id)
+		case "b":
+			stale[keys[id]] = engine.Holder{Candidate: "b", Node: "b"}
+		}
+	}
+
+	lost := t0.Add(time.Minute) // every session ended
+	p.observe(nil, lost)
+	back := lost.Add(time.Second)
+	p.newSession("a.2", back, 3)
+	p.observe([]string{"a", "b"}, back) // b's old session still looks live
+	acquire, _, _ := p.decide(keys, nil, nil, back)
+	assert.ElementsMatch(t, own, acquire, "its own shards at once, though no shard is held")
+	p.observe([]string{"a"}, back.Add(100*time.Millisecond))
+	acquire, _, _ = p.decide(keys, stale, nil, back.Add(100*time.Millisecond))
+	assert.ElementsMatch(t, own, acquire, "its own shards, and only those")
+
+	mine := map[int]runState{}
+	for _, id := range own {
+		mine[id] = stateOwned
+	}
+	after := back.Add(p.cfg.Settle)
+	p.observe([]string{"a"}, after)
+	acquire, _, _ = p.decide(keys, stale, mine, after)
+	assert.Len(t, acquire, 3, "c's shards, once Settle is over (b's look held)")
+}

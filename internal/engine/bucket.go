@@ -498,6 +498,14 @@ func (b *Bucket) Acquirable() bool {
 	return b.acquirableLocked(b.clock.Now())
 }
 
+// SessionID returns this node's current session in the bucket, "" while
+// it has none. Each session has a new ID.
+func (b *Bucket) SessionID() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ownIDLocked()
+}
+
 func (b *Bucket) acquirableLocked(now clock.Instant) bool {
 	return b.gone == nil && b.v.synced && b.v.genesis && b.sess != nil && b.sess.valid(now) && b.syncedBy > b.sess.readsBefore
 }

@@ -15,41 +15,21 @@ import (
 
 	"github.com/nonchan7720/ronin/internal/store"
 	"github.com/nonchan7720/ronin/internal/store/memstore"
+	"github.com/nonchan7720/ronin/internal/testkit"
 )
 
-// faulty is a store whose Create and Delete calls fail before reaching
-// it while fail(op, key) says so, as requests that time out unsent.
-type faulty struct {
-	store.Backend
-	fail func(op, key string) bool
-}
-
-func (f faulty) Open(ctx context.Context, spec store.Spec) (store.Opened, error) {
-	o, err := f.Backend.Open(ctx, spec)
-	o.Bucket = faultyBucket{o.Bucket, f.fail}
-	return o, err
-}
-
-type faultyBucket struct {
-	store.Bucket
-	fail func(op, key string) bool
+// faulty is a store whose writes fail before reaching it while fail(op,
+// key) says so, as requests that time out unsent.
+func faulty(st store.Backend, fail func(op, key string) bool) store.Backend {
+	return testkit.Interposed{Backend: st, Before: func(_ context.Context, op, key string) error {
+		if fail(op, key) {
+			return errInjected
+		}
+		return nil
+	}}
 }
 
 var errInjected = errors.New("injected: request not sent")
-
-func (f faultyBucket) Create(ctx context.Context, key string, value []byte) (uint64, error) {
-	if f.fail("create", key) {
-		return 0, errInjected
-	}
-	return f.Bucket.Create(ctx, key, value)
-}
-
-func (f faultyBucket) Delete(ctx context.Context, key string, rev uint64) error {
-	if f.fail("delete", key) {
-		return errInjected
-	}
-	return f.Bucket.Delete(ctx, key, rev)
-}
 
 // A release whose delete never reached the store leaves a record that
 // names this node's live session but no lease: the keeper deletes it, and
@@ -60,7 +40,7 @@ func TestReleasedRecordDeletedAfterFailedDeletes(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var n atomic.Int32
 			reg := NewRegistry(Host{
-				Store:  faulty{memstore.New(time.Now).Backend(), func(op, _ string) bool { return op == "delete" && n.Add(-1) >= 0 }},
+				Store:  faulty(memstore.New(time.Now).Backend(), func(op, _ string) bool { return op == "delete" && n.Add(-1) >= 0 }),
 				NodeID: "n1",
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			})
@@ -147,9 +127,9 @@ func TestNewSessionRestartsTheGrace(t *testing.T) {
 		mem := memstore.New(time.Now)
 		var failing atomic.Bool
 		reg := NewRegistry(Host{
-			Store: faulty{mem.Backend(), func(op, key string) bool {
+			Store: faulty(mem.Backend(), func(op, key string) bool {
 				return op == "create" && failing.Load() && strings.HasPrefix(key, SessionPrefix)
-			}},
+			}),
 			NodeID: "n1",
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		})

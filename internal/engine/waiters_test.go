@@ -18,7 +18,7 @@ import (
 // pass through fail, and returns them once each sees the other's session
 // and n1 holds key k.
 func twoNodes(t *testing.T, fail func(op, key string) bool) (n1, n2 *Bucket, l *Lease) {
-	st := faulty{memstore.New(time.Now).Backend(), fail}
+	st := faulty(memstore.New(time.Now).Backend(), fail)
 	n1, n2 = joinOn(t, st, "n1"), joinOn(t, st, "n2")
 	for l == nil {
 		time.Sleep(10 * time.Millisecond) // a new bucket: one TTL until genesis
