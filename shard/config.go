@@ -104,11 +104,12 @@ type Config struct {
 	// cold start, and members beyond the storing servers' count (route-only
 	// servers, URL mode clients) are not waited for. With no count (URL
 	// mode) the window is Settle. It does not delay a node that joins a
-	// running group. The window opens again, for Settle without
-	// stretching, when this node's session in the bucket was lost and a
-	// new one begins: after a store outage that ended every session, the
-	// first node back would otherwise take every shard and hand most of
-	// them back. 0 means DefaultSettle (1s); a negative value disables it.
+	// running group. A window opens again, for Settle, when this node's
+	// session in the bucket was lost and a new one begins: in it the node
+	// takes only the shards it would own with every member back, so that
+	// after a store outage that ended every session the first node back
+	// does not take every shard to hand most of them back. 0 means
+	// DefaultSettle (1s); a negative value disables both.
 	Settle time.Duration
 	// MeterProvider for the group's metrics; nil means the global one.
 	MeterProvider metric.MeterProvider
