@@ -214,3 +214,22 @@ func joinOn(t *testing.T, st store.Backend, node string) *Bucket {
 	t.Cleanup(b.Join())
 	return b
 }
+
+// A session may acquire only on a view whose read began after the
+// session did: a read that began before it may predate a purge that the
+// session's CAS chain cannot reveal. A read started afterwards (the
+// re-read every new session asks for) makes it acquirable again.
+func TestSessionAcquiresOnlyOnALaterRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := joinOn(t, memstore.New(time.Now).Backend(), "n1")
+		awaitAcquirable(t, b)
+		b.mu.Lock()
+		b.sess.readsBefore = b.reads // as if the session began after the current read
+		b.mu.Unlock()
+		require.False(t, b.Acquirable(), "acquirable on a read that began before the session")
+		b.mu.Lock()
+		b.requestRewatchLocked()
+		b.mu.Unlock()
+		awaitAcquirable(t, b)
+	})
+}
