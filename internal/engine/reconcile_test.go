@@ -93,13 +93,21 @@ func TestRefusedHandoverFreed(t *testing.T) {
 }
 
 // A new bucket grants leadership one TTL after its view first lacked the
-// genesis record, not at the first renew after that: the session is
-// renewed early so that the genesis write, which must follow an
-// acknowledged renew, goes out at once.
+// genesis record, not at the first renew after that: the sync wakes the
+// keeper, and the session is renewed early so that the genesis write,
+// which must follow an acknowledged renew, goes out at once. The session's
+// create takes 100 ms, so that the view is complete while the keeper is
+// busy with it.
 func TestGenesisWrittenWhenDue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
+		const createTakes = 100 * time.Millisecond
 		reg := NewRegistry(Host{
-			Store:  memstore.New(time.Now).Backend(),
+			Store: testkit.Interposed{Backend: memstore.New(time.Now).Backend(), Before: func(_ context.Context, op, key string) error {
+				if op == "create" && strings.HasPrefix(key, SessionPrefix) {
+					time.Sleep(createTakes)
+				}
+				return nil
+			}},
 			NodeID: "n1",
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		})
@@ -113,7 +121,7 @@ func TestGenesisWrittenWhenDue(t *testing.T) {
 		awaitAcquirable(t, b)
 		took := time.Since(t0)
 		require.GreaterOrEqual(t, took, timing.TTL, "nothing granted for a TTL")
-		require.Less(t, took, timing.TTL+50*time.Millisecond, "granted when the TTL ran out")
+		require.Less(t, took, timing.TTL+createTakes+50*time.Millisecond, "granted when the TTL ran out")
 	})
 }
 

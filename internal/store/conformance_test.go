@@ -215,6 +215,8 @@ var table = []row{
 		{op: opCreate, h: "h2", key: "a", val: "n1", as: "n1", want: "ok"},
 		{op: opCheck, want: "gone"},
 		{op: opCheck, h: "h2", want: "ok"},
+		// A watch of the old incarnation does not start on the new one.
+		{op: opWatch, w: "old", want: "gone"},
 		// A handle of the old incarnation writes and reads the new one:
 		// JetStream routes by subject and stream name.
 		{op: opUpdate, key: "a", val: "v3", rev: "a2", want: "conflict"},
@@ -730,6 +732,17 @@ func (j *jsEnv) replicas() int { return j.repl }
 
 func startServer(t *testing.T, opts *server.Options) *server.Server {
 	t.Helper()
+	s, err := launchServer(t, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// launchServer starts a JetStream server on loopback, stopped when the
+// test ends; it may run on any goroutine. A server that did not get ready
+// is returned with the error, to be shut down.
+func launchServer(t *testing.T, opts *server.Options) (*server.Server, error) {
 	opts.JetStream = true
 	opts.StoreDir = t.TempDir()
 	opts.Host = "127.0.0.1"
@@ -738,7 +751,7 @@ func startServer(t *testing.T, opts *server.Options) *server.Server {
 	opts.NoLog = true
 	s, err := server.NewServer(opts)
 	if err != nil {
-		t.Fatalf("server: %v", err)
+		return nil, fmt.Errorf("server %s: %w", opts.ServerName, err)
 	}
 	go s.Start()
 	t.Cleanup(func() {
@@ -746,22 +759,44 @@ func startServer(t *testing.T, opts *server.Options) *server.Server {
 		s.WaitForShutdown()
 	})
 	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
+		return s, fmt.Errorf("server %s not ready", opts.ServerName)
 	}
-	return s
+	return s, nil
 }
 
+// startCluster starts n clustered servers. A route port found free may be
+// taken by another process before its server binds it, and that server
+// never gets ready: the cluster is then started again on other ports.
 func startCluster(t *testing.T, n int) []*server.Server {
+	for try := 1; ; try++ {
+		servers, err := tryCluster(t, n)
+		if err == nil {
+			return servers
+		}
+		for _, s := range servers {
+			if s != nil {
+				s.Shutdown()
+			}
+		}
+		if try == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("cluster start %d failed, again on other ports: %v", try, err)
+	}
+}
+
+func tryCluster(t *testing.T, n int) ([]*server.Server, error) {
 	ports := testkit.FreePorts(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 	}
 	servers := make([]*server.Server, n)
+	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			servers[i] = startServer(t, &server.Options{
+			servers[i], errs[i] = launchServer(t, &server.Options{
 				ServerName: fmt.Sprintf("n%d", i+1),
 				Cluster:    server.ClusterOpts{Name: "ronin-conformance", Host: "127.0.0.1", Port: ports[i]},
 				Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
@@ -769,7 +804,7 @@ func startCluster(t *testing.T, n int) []*server.Server {
 		})
 	}
 	wg.Wait()
-	return servers
+	return servers, errors.Join(errs...)
 }
 
 // conform runs every row on memstore and on e, comparing both with the

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nonchan7720/ronin/internal/store"
@@ -49,8 +50,16 @@ func stopConsumerHost(t *testing.T) time.Duration {
 		_, err := e.backend(t, 0).Open(ctx, store.Spec{Name: "moves", Replicas: 3})
 		return err == nil
 	}, 30*time.Second, 100*time.Millisecond, "open")
-	st, err := e.js(t, 100).Stream(ctx, "KV_moves")
-	require.NoError(t, err)
+	// A request to a cluster this young is now and then never answered:
+	// ask again every 2 s.
+	var st jetstream.Stream
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		var err error
+		st, err = e.js(t, 100).Stream(actx, "KV_moves")
+		assert.NoError(c, err)
+	}, 30*time.Second, 100*time.Millisecond, "stream info")
 	streamLeader := index(st.CachedInfo().Cluster.Leader)
 	metaLeader := slices.IndexFunc(servers, (*server.Server).JetStreamIsLeader)
 
