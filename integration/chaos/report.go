@@ -184,7 +184,7 @@ func report(rec *runRecord, res check.Result, st eventStats, diags []string) str
 	p("## What this suite cannot reproduce")
 	p("")
 	p("- **Power loss of unsynced writes.** Every node shares one kernel and page cache: SIGKILL loses nothing that was written, so a run can neither show nor rule out the reissue of tokens after a correlated power loss. Ronin embeds with `SyncAlways` on by default; with `DisableSyncAlways` a power loss can lose acknowledged writes and so repeat fencing tokens (see the README).")
-	p("- **Disk corruption** or a lost data dir: nodes restart with their data intact. A node whose data dir is wiped rejoins as a new replica; a bucket deleted and re-created restarts revisions at 1, which Ronin refuses to do silently.")
+	p("- **Disk corruption** or a lost data dir: nodes restart with their data intact. A node whose data dir is wiped rejoins as a new replica; a bucket deleted under its nodes ends their leases (`ErrBucketGone`), and one Ronin creates anew starts its revisions above the old ones (they come from the clock).")
 	p("- **Clock-rate drift beyond the margin.** All nodes read one machine's clocks. Safety assumes rates differ by much less than (TTL − RenewDeadline)/TTL; a host whose clock runs faster than that breaks E1 and no single-machine test can show it.")
 	p("- **Suspend of a whole VM or machine**, whose monotonic clock stops while others run: SIGSTOP freezes a process but its clock keeps running. Ronin compares wall and monotonic progress on every renew for this case; it is covered by unit tests, not here.")
 	p("- The last ~100 ms of a SIGKILLed node's events may be missing (buffered); that can only hide a violation inside those 100 ms, never invent one.")

@@ -295,11 +295,6 @@ func (b *Bucket) Members() ([]string, bool) {
 func (b *Bucket) watchLoop(ctx context.Context) {
 	wait := backoff.New(b.spec.RetryPeriod, b.spec.TTL)
 	for ctx.Err() == nil && b.Err() == nil {
-		// A watcher may follow a bucket of the same name created anew
-		// (its sequences and sessions mean nothing here): check first.
-		if err := b.kv.Check(ctx); b.checkGone(err) {
-			return
-		}
 		b.mu.Lock()
 		b.reads++
 		read := b.reads

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nonchan7720/ronin/internal/store"
@@ -24,12 +25,12 @@ func TestWatchDoesNotFollowANewIncarnation(t *testing.T) {
 	spec := store.Spec{Name: "inc", Replicas: 3}
 	for try := range 6 {
 		var o store.Opened
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			var err error
 			o, err = e.backend(t, 0).Open(ctx, spec)
-			return err == nil
-		}, 30*time.Second, 50*time.Millisecond, "open")
-		_, err := o.Bucket.Create(ctx, "a", []byte("v1"))
+			assert.NoError(c, err, "try %d: open", try)
+		}, 30*time.Second, 50*time.Millisecond)
+		err := unrouted(ctx, func() error { _, err := o.Bucket.Create(ctx, "a", []byte("v1")); return err })
 		require.NoError(t, err)
 		w, err := o.Bucket.Watch(ctx)
 		require.NoError(t, err)
@@ -39,7 +40,7 @@ func TestWatchDoesNotFollowANewIncarnation(t *testing.T) {
 		e.deleteBucket(t, spec.Name)
 		again, err := e.backend(t, 1).Open(ctx, spec)
 		require.NoError(t, err)
-		_, err = again.Bucket.Create(ctx, "b", []byte("v1"))
+		err = unrouted(ctx, func() error { _, err := again.Bucket.Create(ctx, "b", []byte("v1")); return err })
 		require.NoError(t, err)
 		timeout := time.After(10 * time.Second)
 		for open := true; open; {

@@ -71,6 +71,9 @@ type Bucket interface {
 	// Watch delivers the last write of every key (delete markers included),
 	// then a nil entry, then every later write in revision order, until
 	// ctx ends, Stop is called, or the watcher fails (the channel closes).
+	// Every delivery is of the handle's incarnation: Watch reports
+	// ErrBucketGone if the bucket was deleted since it was opened, and a
+	// watch ends when it finds that out later.
 	Watch(ctx context.Context) (Watcher, error)
 	// Check returns ErrBucketGone if the bucket was deleted or replaced by
 	// a new incarnation since it was opened; another error if it cannot

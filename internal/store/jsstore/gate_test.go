@@ -2,7 +2,6 @@ package jsstore
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -44,25 +43,27 @@ type idleConsume struct{ jetstream.ConsumeContext }
 
 func (idleConsume) Stop() {}
 
-// msg is a KV put of key at stream sequence rev.
+// msg is a KV put of key at stream sequence rev, delivered by consumer.
 type msg struct {
 	jetstream.Msg
-	key string
-	rev uint64
+	key      string
+	rev      uint64
+	consumer string
 }
 
 func (m msg) Subject() string      { return "$KV.b." + m.key }
 func (m msg) Data() []byte         { return []byte("v") }
 func (m msg) Headers() nats.Header { return nats.Header{} }
 func (m msg) Metadata() (*jetstream.MsgMetadata, error) {
-	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.rev}}, nil
+	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.rev}, Consumer: m.consumer}, nil
 }
 
-// After a consume error the ordered consumer may deliver from a new
-// incarnation of the bucket's name: nothing is delivered until the check
-// tells; a new incarnation ends the watch with nothing delivered, the same
-// bucket lets the delivery through.
-func TestWatchHoldsDeliveriesUntilTheBucketChecksOut(t *testing.T) {
+// The ordered consumer recreates itself after an error without a word, and
+// the new consumer may read a new incarnation of the bucket's name: a
+// consumer's first delivery waits for a check; a new incarnation ends the
+// watch with nothing delivered, the same bucket lets the delivery through,
+// and the consumer's later deliveries need no check.
+func TestWatchHoldsANewConsumersDeliveriesUntilTheBucketChecksOut(t *testing.T) {
 	created := time.Unix(1000, 0)
 	for _, tc := range []struct {
 		name    string
@@ -75,10 +76,9 @@ func TestWatchHoldsDeliveriesUntilTheBucketChecksOut(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			js := stallingJS{release: make(chan struct{}), created: tc.created}
 			w := &watcher{b: &bucket{js: js, name: "b", created: created}, ctx: context.Background(),
-				out: make(chan *store.Entry, 4), done: make(chan struct{}), cc: idleConsume{}}
-			w.onError(nil, errors.New("no heartbeat"))
+				out: make(chan *store.Entry, 4), done: make(chan struct{}), cc: idleConsume{}, consumers: map[string]bool{}}
 			handled := make(chan struct{})
-			go func() { defer close(handled); w.handle(msg{key: "k", rev: 7}) }()
+			go func() { defer close(handled); w.handle(msg{key: "k", rev: 7, consumer: "c_2"}) }()
 			select {
 			case e := <-w.out:
 				t.Fatalf("delivered %v before the check", e)
@@ -90,6 +90,14 @@ func TestWatchHoldsDeliveriesUntilTheBucketChecksOut(t *testing.T) {
 			if tc.want {
 				require.True(t, open)
 				assert.Equal(t, "k", e.Key)
+				w.b.js = stallingJS{release: make(chan struct{})} // a check would stall now
+				go w.handle(msg{key: "l", rev: 8, consumer: "c_2"})
+				select {
+				case e := <-w.out:
+					assert.Equal(t, "l", e.Key)
+				case <-time.After(time.Second):
+					t.Fatal("a consumer's later delivery waited for a check")
+				}
 			} else {
 				assert.False(t, open, "the watch ended with nothing delivered, got %v", e)
 			}

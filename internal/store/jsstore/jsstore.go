@@ -237,7 +237,10 @@ func (b *bucket) Watch(ctx context.Context) (store.Watcher, error) {
 	if err != nil {
 		return nil, b.mapErr(ctx, err)
 	}
-	w := &watcher{b: b, ctx: ctx, out: make(chan *store.Entry, 256), done: make(chan struct{})}
+	if err := b.same(st); err != nil {
+		return nil, err
+	}
+	w := &watcher{b: b, ctx: ctx, out: make(chan *store.Entry, 256), done: make(chan struct{}), consumers: map[string]bool{}}
 	// The initial values are in once a delivered entry has nothing pending
 	// after it: the consumer has caught up with the stream's tail. (Not
 	// "up to the last revision when the watch began": a key rewritten while
@@ -296,7 +299,7 @@ func (w *watcher) handle(m jetstream.Msg) {
 	if op := m.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" || m.Headers().Get(jetstream.MarkerReasonHeader) != "" {
 		e.Op, e.Value = store.Delete, nil
 	}
-	if g := w.held(); g != nil {
+	if g := w.admit(md.Consumer); g != nil {
 		select {
 		case <-g:
 		case <-w.done:
@@ -315,24 +318,39 @@ func (w *watcher) handle(m jetstream.Msg) {
 	}
 }
 
-// onError handles a consume error. A 409 "server shutdown" means the
-// server hosting the consumer is stopping, and missed heartbeats that it
-// died or cannot be reached: the watch moves to a new consumer at once.
-// (The ordered consumer would recreate itself, but a request lost with a
-// dying meta leader costs it 10 s.) Any error makes verify check that the
-// bucket still exists.
+// onError handles a consume error. An error that ends the consumer's
+// deliveries moves the watch to a new consumer at once: a 409 "server
+// shutdown" (the consumer's server is stopping), missed heartbeats (it
+// died or cannot be reached), no responders (it is gone from the
+// cluster's interest) or the consumer's deletion. The ordered consumer
+// recreates itself after the last three too, but with one request at a
+// time and 10 s timeouts: one lost with a dying meta leader, or sent to a
+// consumer host that is stopping, leaves the watch silent for 10 s. Any
+// error makes verify check that the bucket still exists, so that a
+// deleted bucket ends the watch.
 func (w *watcher) onError(_ jetstream.ConsumeContext, err error) {
-	shutdown := errors.Is(err, jetstream.ErrServerShutdown)
-	if shutdown || errors.Is(err, jetstream.ErrNoHeartbeat) {
+	if stopsDeliveries(err) {
 		go w.move()
 	}
-	w.verify(!shutdown)
+	w.checkMu.Lock()
+	defer w.checkMu.Unlock()
+	w.verifyLocked()
+}
+
+// stopsDeliveries reports a consume error after which the consumer
+// delivers nothing more.
+func stopsDeliveries(err error) bool {
+	for _, end := range []error{jetstream.ErrServerShutdown, jetstream.ErrNoHeartbeat, nats.ErrNoResponders, jetstream.ErrConsumerDeleted} {
+		if errors.Is(err, end) {
+			return true
+		}
+	}
+	return false
 }
 
 // move replaces the consumer with one on a server that is up, starting
 // after the last delivered revision, until one is created or the watch
-// stops. A consumer placed on a stopping server is never confirmed, so
-// attempts are short and repeated. One move runs at a time.
+// stops. One move runs at a time.
 func (w *watcher) move() {
 	if !w.moving.CompareAndSwap(false, true) {
 		return
@@ -349,17 +367,23 @@ func (w *watcher) move() {
 }
 
 // moveOnce tries one move; it reports whether the watch is done moving
-// (moved, or stopped).
+// (moved, or stopped). The consumer is created through the meta leader,
+// which may have just died, or been elected and be busy: the requests
+// overlap as in Watch (one sent to a consumer host that is stopping is
+// never answered either), and Stop does not wait for them.
 func (w *watcher) moveOnce() bool {
+	ctx, cancel := bounded(w.ctx)
+	defer cancel()
+	cc, err := overlap(ctx, w.consume, answered, jetstream.ConsumeContext.Stop)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.stopped {
+	switch {
+	case w.stopped:
+		if err == nil {
+			cc.Stop()
+		}
 		return true
-	}
-	ctx, cancel := context.WithTimeout(w.ctx, watchHeartbeat/2)
-	defer cancel()
-	cc, err := w.consume(ctx)
-	if err != nil {
+	case err != nil:
 		return false
 	}
 	w.cc.Stop()
@@ -376,8 +400,14 @@ func (b *bucket) Check(ctx context.Context) error {
 		return fmt.Errorf("%w: bucket %q no longer exists", store.ErrBucketGone, b.name)
 	case err != nil:
 		return err
-	case !st.CachedInfo().Created.Equal(b.created):
-		return fmt.Errorf("%w: bucket %q was deleted and created again (created %v, was %v)", store.ErrBucketGone, b.name, st.CachedInfo().Created, b.created)
+	}
+	return b.same(st)
+}
+
+// same reports store.ErrBucketGone unless st is this bucket's incarnation.
+func (b *bucket) same(st jetstream.Stream) error {
+	if created := st.CachedInfo().Created; !created.Equal(b.created) {
+		return fmt.Errorf("%w: bucket %q was deleted and created again (created %v, was %v)", store.ErrBucketGone, b.name, created, b.created)
 	}
 	return nil
 }
@@ -443,26 +473,40 @@ type watcher struct {
 	// Updates, after which outClosed makes later sends return at once.
 	sending   sync.RWMutex
 	outClosed bool
-	// checkMu guards the bucket checks after consume errors (verify):
-	// one runs at a time (checking), recheck asks it to check again, and
-	// gate, while set, holds deliveries back: the ordered consumer may
-	// have been recreated on a new incarnation of the bucket's name, so
-	// nothing is delivered until a check says it is the same bucket.
+	// checkMu guards the bucket checks (verifyLocked): one runs at a time
+	// (checking), recheck asks it to check again, and gate, while set,
+	// holds deliveries back until a check says the bucket is the same;
+	// consumers holds the consumers whose deliveries started a check.
 	checkMu           sync.Mutex
 	checking, recheck bool
 	gate              chan struct{}
+	consumers         map[string]bool
 }
 
-// verify runs after a consume error (a missed heartbeat, a consumer being
-// recreated): if the bucket is gone the watch ends, as a KV watcher does.
-// With hold, deliveries wait for the check (see gate): a move off a
-// stopping server (409) keeps the same stream and does not hold them.
-func (w *watcher) verify(hold bool) {
+// admit returns the gate that a delivery from consumer waits for, nil if
+// none. A consumer's first delivery holds deliveries until a check begun
+// after it says the bucket is the same: the ordered consumer recreates
+// itself after an error without a word, and it may then read a new
+// incarnation of the bucket's name, whose revisions would read as later
+// writes of this one. A check begun once the consumer existed tells which
+// stream it reads: a bucket, once deleted, never comes back.
+func (w *watcher) admit(consumer string) chan struct{} {
 	w.checkMu.Lock()
 	defer w.checkMu.Unlock()
-	if hold && w.gate == nil {
-		w.gate = make(chan struct{})
+	if !w.consumers[consumer] {
+		w.consumers[consumer] = true
+		if w.gate == nil {
+			w.gate = make(chan struct{})
+		}
+		w.verifyLocked()
 	}
+	return w.gate
+}
+
+// verifyLocked makes check run until a check begun now is conclusive: if
+// the bucket is gone the watch ends, as a KV watcher does; if it is the
+// same, the gate opens. checkMu is held.
+func (w *watcher) verifyLocked() {
 	w.recheck = true
 	if w.checking {
 		return
@@ -514,13 +558,6 @@ func (w *watcher) check() {
 		case <-time.After(watchHeartbeat / 2):
 		}
 	}
-}
-
-// held returns the gate deliveries wait for, nil if none.
-func (w *watcher) held() chan struct{} {
-	w.checkMu.Lock()
-	defer w.checkMu.Unlock()
-	return w.gate
 }
 
 // send delivers e (nil: the initial values are in) unless the watch ended.

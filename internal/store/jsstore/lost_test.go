@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -93,17 +94,51 @@ func TestWatchStopsTheConsumersItDoesNotUse(t *testing.T) {
 	assert.Equal(t, int32(2), js.stopped.Load())
 }
 
-// Missed heartbeats mean the consumer's server died or cannot be reached:
-// the watch moves to a new consumer at once.
-func TestMissedHeartbeatsMoveTheWatch(t *testing.T) {
+// An error that ends the consumer's deliveries (its server died, stops,
+// left the cluster's interest, or the consumer was deleted) moves the
+// watch to a new consumer at once.
+func TestDeliveriesEndedMoveTheWatch(t *testing.T) {
+	for _, err := range []error{jetstream.ErrNoHeartbeat, jetstream.ErrServerShutdown, nats.ErrNoResponders, jetstream.ErrConsumerDeleted} {
+		t.Run(err.Error(), func(t *testing.T) {
+			created := time.Unix(1000, 0)
+			js := &losingJS{created: created}
+			js.lookups.Store(1)
+			js.creates.Store(1)
+			w := &watcher{b: &bucket{js: js, name: "b", created: created}, ctx: context.Background(),
+				out: make(chan *store.Entry, 4), done: make(chan struct{}), cc: countingConsume{js: js}}
+			w.onError(nil, err)
+			assert.Eventually(t, func() bool { return js.creates.Load() == 2 }, time.Second, 10*time.Millisecond, "a new consumer")
+			assert.Eventually(t, func() bool { return js.stopped.Load() == 1 }, time.Second, 10*time.Millisecond, "the old one stopped")
+			require.NoError(t, w.Stop())
+		})
+	}
+}
+
+// slowJS answers every consumer request after delay, as a meta leader
+// just elected in a loaded cluster does.
+type slowJS struct {
+	losingJS
+	delay time.Duration
+}
+
+func (j *slowJS) OrderedConsumer(ctx context.Context, _ string, _ jetstream.OrderedConsumerConfig) (jetstream.Consumer, error) {
+	j.creates.Add(1)
+	select {
+	case <-time.After(j.delay):
+		return countingConsumer{js: &j.losingJS}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// A move waits for a slow answer instead of giving up on every attempt
+// before it comes.
+func TestSlowConsumerRequestsStillMoveTheWatch(t *testing.T) {
 	created := time.Unix(1000, 0)
-	js := &losingJS{created: created}
-	js.lookups.Store(1)
-	js.creates.Store(1)
+	js := &slowJS{losingJS: losingJS{created: created}, delay: 600 * time.Millisecond}
 	w := &watcher{b: &bucket{js: js, name: "b", created: created}, ctx: context.Background(),
-		out: make(chan *store.Entry, 4), done: make(chan struct{}), cc: countingConsume{js: js}}
+		out: make(chan *store.Entry, 4), done: make(chan struct{}), cc: countingConsume{js: &js.losingJS}}
 	w.onError(nil, jetstream.ErrNoHeartbeat)
-	assert.Eventually(t, func() bool { return js.creates.Load() == 2 }, time.Second, 10*time.Millisecond, "a new consumer")
-	assert.Eventually(t, func() bool { return js.stopped.Load() == 1 }, time.Second, 10*time.Millisecond, "the old one stopped")
+	assert.Eventually(t, func() bool { return js.stopped.Load() >= 1 }, 3*time.Second, 10*time.Millisecond, "moved: the old consumer stopped")
 	require.NoError(t, w.Stop())
 }

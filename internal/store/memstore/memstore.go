@@ -297,15 +297,19 @@ func (b *bucket) Get(ctx context.Context, key string) (out store.Entry, err erro
 
 // Check reports whether the handle's incarnation is still the current one.
 func (b *bucket) Check(ctx context.Context) error {
-	return b.onCurrent(ctx, func(inc *incarnation) error {
-		if inc != b.inc {
-			return fmt.Errorf("%w: bucket %q was deleted and created again (created %v, was %v)", store.ErrBucketGone, b.name, inc.created, b.inc.created)
-		}
-		return nil
-	})
+	return b.onCurrent(ctx, b.same)
 }
 
-// Watch starts a watcher on the name's current incarnation.
+// same reports store.ErrBucketGone unless inc is the handle's incarnation.
+func (b *bucket) same(inc *incarnation) error {
+	if inc != b.inc {
+		return fmt.Errorf("%w: bucket %q was deleted and created again (created %v, was %v)", store.ErrBucketGone, b.name, inc.created, b.inc.created)
+	}
+	return nil
+}
+
+// Watch starts a watcher on the handle's incarnation, which must still be
+// the current one.
 func (b *bucket) Watch(ctx context.Context) (store.Watcher, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -314,6 +318,9 @@ func (b *bucket) Watch(ctx context.Context) (store.Watcher, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	inc, err := b.current()
+	if err == nil {
+		err = b.same(inc)
+	}
 	if err != nil {
 		return nil, err
 	}
