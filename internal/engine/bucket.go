@@ -29,35 +29,36 @@ type Bucket struct {
 
 	renewFailures atomic.Uint64
 
-	mu         sync.Mutex
-	users      int
-	stop       context.CancelFunc
-	stopped    sync.WaitGroup
-	kick       chan struct{} // wakes the keeper
-	rewatch    chan struct{} // asks the watch loop to start over
-	v          *view
-	subs       map[string]map[*Subscription]struct{}
-	allSubs    map[*Subscription]struct{}
-	leases     map[string]*Lease
-	accept     func(*Lease) bool    // takes leases handed over to this node (Accept)
-	waiters    map[string][]*waiter // candidates here waiting for a key (Wait)
-	acquiring  map[string]struct{}  // keys with a CAS write in flight
-	writeSlot  chan struct{}        // bounds acquisition writes in flight
-	released   map[string]struct{}  // keys released here and not yet taken
-	unsettled  bool                 // a record or lease changed since reconcile last looked
-	suspects   map[string]suspicion // keys whose CAS conflicted with the view
-	grantAfter time.Duration        // while the genesis record is missing: when to write it
-	gone       error                // the bucket was deleted under its users
-	sess       *session             // current session, nil when there is none
-	dead       []*session           // own lost sessions still to delete
-	ackedRev   uint64               // revision of the last acknowledged renew
-	ackedAt    clock.Instant
-	want       sessionValue // what this node's session should say (SetLeaving, SetPrepared)
-	out        outage
-	retry      *backoff.Backoff // session creation while the store is out
-	observers  int              // Observe users: the watcher runs for them too
-	watchStop  context.CancelFunc
-	watching   sync.WaitGroup
+	mu          sync.Mutex
+	users       int
+	stop        context.CancelFunc
+	stopped     sync.WaitGroup
+	kick        chan struct{} // wakes the keeper
+	rewatch     chan struct{} // asks the watch loop to start over
+	v           *view
+	subs        map[string]map[*Subscription]struct{}
+	allSubs     map[*Subscription]struct{}
+	leases      map[string]*Lease
+	accept      func(*Lease) bool    // takes leases handed over to this node (Accept)
+	waiters     map[string][]*waiter // candidates here waiting for a key (Wait)
+	acquiring   map[string]struct{}  // keys with a CAS write in flight
+	writeSlot   chan struct{}        // bounds acquisition writes in flight
+	released    map[string]struct{}  // keys released here and not yet taken
+	unsettled   bool                 // a record or lease changed since reconcile last looked
+	suspects    map[string]suspicion // keys whose CAS conflicted with the view
+	grantAfter  time.Duration        // while the genesis record is missing: when to write it
+	gone        error                // the bucket was deleted under its users
+	sess        *session             // current session, nil when there is none
+	dead        []*session           // own lost sessions still to delete
+	sessionLost bool                 // a session of this node was lost since the last one started
+	ackedRev    uint64               // revision of the last acknowledged renew
+	ackedAt     clock.Instant
+	want        sessionValue // what this node's session should say (SetLeaving, SetPrepared)
+	out         outage
+	retry       *backoff.Backoff // session creation while the store is out
+	observers   int              // Observe users: the watcher runs for them too
+	watchStop   context.CancelFunc
+	watching    sync.WaitGroup
 	// reads counts the watchers started, each a full read of the bucket;
 	// syncedBy is the one whose read completed the view. A session may
 	// acquire only on a read started after it began (session.readsBefore).
@@ -366,8 +367,24 @@ func (b *Bucket) finishSyncLocked() {
 	}
 	b.reactLocked(c)
 	b.notifyAllLocked()
+	b.genesisSeenLocked()
 	if !b.v.genesis {
 		b.kickLocked()
+	}
+}
+
+// genesisSeenLocked ends a grace under way once the view shows the genesis
+// record, so that a later loss of the record starts a new grace, from the
+// sync that lacks it. (Left to the keeper's next round, a grace begun
+// before a stale view showed the record could still be running, and due,
+// when a re-read a moment later finds the record purged: the keeper would
+// write it at once, with no TTL's wait after the purge. The simulator
+// found it once a write came between a session's create and the genesis
+// write in one keeper round.)
+func (b *Bucket) genesisSeenLocked() {
+	if b.v.genesis && b.grantAfter != 0 {
+		b.grantAfter = 0
+		b.notifyAllLocked() // acquisitions may start
 	}
 }
 
@@ -389,6 +406,7 @@ func (b *Bucket) applyLocked(e store.Entry) {
 		b.notifyKeyLocked(c.key)
 	}
 	b.reactLocked(c)
+	b.genesisSeenLocked()
 }
 
 // Accept registers f to take the leases that other nodes hand over to this

@@ -59,6 +59,15 @@ func (o *observer) postpone(id string, rev uint64, at time.Duration) {
 	}
 }
 
+// restart restarts every countdown at now, as if each session were first
+// seen now. It only delays expiries.
+func (o *observer) restart(now time.Duration) {
+	for id, s := range o.sessions {
+		s.seen = max(s.seen, now)
+		o.sessions[id] = s
+	}
+}
+
 // seen records revision rev of session id at now. The countdown restarts
 // only when the revision changes.
 func (o *observer) seen(id string, rev uint64, now time.Duration) {

@@ -129,11 +129,7 @@ func (b *Bucket) maintainGenesis(ctx context.Context, acked bool) {
 	case !b.v.synced:
 		b.mu.Unlock()
 		return
-	case b.v.genesis:
-		if b.grantAfter != 0 {
-			b.grantAfter = 0
-			b.notifyAllLocked() // acquisitions may start
-		}
+	case b.v.genesis: // genesisSeenLocked ended any grace
 		b.mu.Unlock()
 		return
 	case b.grantAfter == 0:
@@ -169,28 +165,36 @@ func (b *Bucket) restartGraceLocked() {
 // reports whether a session write was acknowledged.
 func (b *Bucket) maintainSession(ctx context.Context) bool {
 	b.mu.Lock()
-	dead := b.dead
-	b.dead = nil
 	b.refreshWaitingLocked()
 	s := b.sess
 	b.mu.Unlock()
+	acked := false
+	// A new session before the lost ones' deletes: the other nodes never
+	// see this node without a session, so they never plan without it for
+	// a moment and take its shards.
+	if s == nil {
+		acked = b.createSession(ctx)
+	} else if now := b.clock.Now(); now.Sub(s.lastSent) >= b.spec.RetryPeriod || b.renewDue(s, now.Mono) {
+		acked = b.renew(ctx, s)
+	}
+	b.deleteDead(ctx)
+	return acked
+}
+
+// deleteDead deletes this node's lost sessions. It stopped acting on each
+// at its deadline, so deleting it only frees its keys for others sooner.
+func (b *Bucket) deleteDead(ctx context.Context) {
+	b.mu.Lock()
+	dead := b.dead
+	b.dead = nil
+	b.mu.Unlock()
 	for _, d := range dead {
-		// Our own lost session: we stopped acting on it at its deadline, so
-		// deleting it now only frees its keys for others sooner.
 		if _, err := b.deleteSession(ctx, d.id, d.rev); err != nil {
 			b.mu.Lock()
 			b.dead = append(b.dead, d)
 			b.mu.Unlock()
 		}
 	}
-	if s == nil {
-		return b.createSession(ctx)
-	}
-	now := b.clock.Now()
-	if now.Sub(s.lastSent) >= b.spec.RetryPeriod || b.renewDue(s, now.Mono) {
-		return b.renew(ctx, s)
-	}
-	return false
 }
 
 // renewDue reports whether s is to be renewed before its RetryPeriod: its
@@ -235,6 +239,13 @@ func (b *Bucket) createSession(ctx context.Context) bool {
 		return false
 	}
 	b.sess = s
+	if b.sessionLost {
+		// Whatever cost this node its session (a store outage, most
+		// often) likely cost the others theirs: each gets a TTL from now
+		// to come back before its keys are taken.
+		b.v.obs.restart(b.clock.Now().Mono)
+		b.sessionLost = false
+	}
 	// A grace under way restarts: the new session's CAS chain, which
 	// detects a purge by a conflicting renew, begins only now, and a purge
 	// before now is covered only by a TTL from now. For the same reason the
@@ -370,6 +381,7 @@ func (b *Bucket) loseSessionLocked(s *session) {
 		}
 		if b.sess == s {
 			b.sess = nil
+			b.sessionLost = true
 		}
 		b.restartGraceLocked()
 		if _, stored := b.v.sessions[s.id]; stored {
