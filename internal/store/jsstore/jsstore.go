@@ -326,8 +326,8 @@ func (w *watcher) handle(m jetstream.Msg) {
 // recreates itself after the last three too, but with one request at a
 // time and 10 s timeouts: one lost with a dying meta leader, or sent to a
 // consumer host that is stopping, leaves the watch silent for 10 s. Any
-// error makes verify check that the bucket still exists, so that a
-// deleted bucket ends the watch.
+// error starts a check that the bucket still exists (verifyLocked), so
+// that a deleted bucket ends the watch.
 func (w *watcher) onError(_ jetstream.ConsumeContext, err error) {
 	if stopsDeliveries(err) {
 		go w.move()
