@@ -63,6 +63,7 @@ func (b *Bucket) keeper(ctx context.Context) {
 		b.startWatchLocked() // after the first session attempt (see Bucket.reads)
 		b.mu.Unlock()
 		b.maintainGenesis(ctx, acked)
+		b.deleteDead(ctx)
 		b.expireSessions(ctx)
 		b.reconcile(ctx)
 		b.checkWatcher()
@@ -168,21 +169,23 @@ func (b *Bucket) maintainSession(ctx context.Context) bool {
 	b.refreshWaitingLocked()
 	s := b.sess
 	b.mu.Unlock()
-	acked := false
-	// A new session before the lost ones' deletes: the other nodes never
-	// see this node without a session, so they never plan without it for
-	// a moment and take its shards.
 	if s == nil {
-		acked = b.createSession(ctx)
-	} else if now := b.clock.Now(); now.Sub(s.lastSent) >= b.spec.RetryPeriod || b.renewDue(s, now.Mono) {
-		acked = b.renew(ctx, s)
+		return b.createSession(ctx)
 	}
-	b.deleteDead(ctx)
-	return acked
+	now := b.clock.Now()
+	if now.Sub(s.lastSent) >= b.spec.RetryPeriod || b.renewDue(s, now.Mono) {
+		return b.renew(ctx, s)
+	}
+	return false
 }
 
 // deleteDead deletes this node's lost sessions. It stopped acting on each
 // at its deadline, so deleting it only frees its keys for others sooner.
+// The keeper calls it after maintainSession, so that a new session comes
+// first and the other nodes never see this node without one (they would
+// plan without it for a moment and take its shards), and after
+// maintainGenesis, whose write follows the round's renew with no other
+// write between.
 func (b *Bucket) deleteDead(ctx context.Context) {
 	b.mu.Lock()
 	dead := b.dead

@@ -149,7 +149,7 @@ var mutations = []mutation{
 	{"a deleted consumer moves the watch at once (jsstore)", "internal/store/jsstore/jsstore.go",
 		[][2]string{{", jetstream.ErrConsumerDeleted", ""}}, ""},
 	{"a node's new session is created before its lost ones are deleted", "internal/engine/session.go",
-		[][2]string{{"\tif s == nil {\n\t\tacked = b.createSession(ctx)", "\tb.deleteDead(ctx)\n\tif s == nil {\n\t\tacked = b.createSession(ctx)"}}, ""},
+		[][2]string{{"\t\tacked := b.maintainSession(ctx)", "\t\tb.deleteDead(ctx)\n\t\tacked := b.maintainSession(ctx)"}}, ""},
 	{"a view showing the genesis record ends the grace at once", "internal/engine/bucket.go",
 		[][2]string{{"if b.v.genesis && b.grantAfter != 0 {", "if false {"}}, "purge"},
 	{"a replaced session restarts the others' countdowns", "internal/engine/session.go",
