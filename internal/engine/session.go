@@ -301,6 +301,7 @@ func (b *Bucket) renew(ctx context.Context, s *session) bool {
 				return false
 			}
 			if _, ok := b.v.sessions[s.id]; !ok && b.v.synced {
+				b.log.Warn("ronin: this node's session renew conflicted and the view no longer has the session; starting a new one", "session", s.id)
 				b.loseSessionLocked(s)
 				return false
 			}
@@ -334,6 +335,11 @@ func (b *Bucket) renew(ctx context.Context, s *session) bool {
 func (b *Bucket) extendLocked(s *session, sent clock.Instant) bool {
 	now := b.clock.Now()
 	if old := s.dl.Load(); old != nil && !old.valid(now) {
+		select {
+		case <-s.lost: // the deadline timer said so already
+		default:
+			b.log.Warn("ronin: a session write was acknowledged after the session's deadline; stepping down", "session", s.id)
+		}
 		b.loseSessionLocked(s) // never resurrect a lease whose deadline passed
 		return false
 	}
