@@ -106,9 +106,10 @@ type Config struct {
 	// mode) the window is Settle. It does not delay a node that joins a
 	// running group. A window opens again, for Settle, when this node's
 	// session in the bucket was lost and a new one begins: in it the node
-	// takes only the shards it would own with every member back, so that
-	// after a store outage that ended every session the first node back
-	// does not take every shard to hand most of them back. 0 means
+	// takes (or rescues) only the shards it would own with every member
+	// back, so that after a store outage that ended every session the
+	// first node back does not take every shard to hand most of them
+	// back. 0 means
 	// DefaultSettle (1s); a negative value disables both.
 	Settle time.Duration
 	// MeterProvider for the group's metrics; nil means the global one.

@@ -65,12 +65,21 @@ func cutOff(st store.Backend, cut *atomic.Bool) store.Backend {
 }
 
 // An outage longer than the TTL ends every node's session; the nodes come
-// back 200 ms apart (and each creates its new session up to a TTL later:
-// the retry backs off while cut off), well within Settle. The first one
-// back finds every shard free: it must not take them all only to hand
-// most of them back. Each shard goes back to the node that owned it, and
-// none moves.
+// back apart (and each creates its new session up to TTL/2 later: the
+// retry backs off while cut off), within Settle. The first one back finds
+// every shard free: it must not take them all only to hand most of them
+// back. Each shard goes back to the node that owned it, and none moves.
+// 200 ms apart, the others' countdowns, restarted by the first node's new
+// session, cover it. 1 s apart (the last back two TTLs after the first),
+// the rejoin window does: for Settle, each node back takes only its own
+// shards, and rescues none.
 func TestStoreOutageMovesNoShard(t *testing.T) {
+	for _, apart := range []time.Duration{200 * time.Millisecond, time.Second} {
+		t.Run(apart.String(), func(t *testing.T) { storeOutageMovesNoShard(t, apart) })
+	}
+}
+
+func storeOutageMovesNoShard(t *testing.T, apart time.Duration) {
 	synctest.Test(t, func(t *testing.T) {
 		ms := memstore.New(time.Now)
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -113,7 +122,7 @@ func TestStoreOutageMovesNoShard(t *testing.T) {
 		time.Sleep(3 * time.Second) // every session ends
 		for _, cut := range cuts {
 			cut.Store(false)
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(apart)
 		}
 		time.Sleep(10 * time.Second)
 

@@ -283,10 +283,14 @@ func (p *planner) decide(keys []string, holders map[string]engine.Holder, mine m
 			since = now
 			p.freeSince[id] = now
 		}
+		if rejoining && p.full[id] != p.self {
+			// Another member's with every away member back: it may be back
+			// any moment (newSession). Not rescued either until the window
+			// ends.
+			wait = min(wait, p.settleWait(now))
+			continue
+		}
 		if p.plan[id] == p.self {
-			if rejoining && p.full[id] != p.self {
-				continue // an away member's: it may be back any moment (newSession)
-			}
 			acquire = append(acquire, id)
 			continue
 		}

@@ -55,7 +55,7 @@ type Bucket struct {
 	ackedAt     clock.Instant
 	want        sessionValue // what this node's session should say (SetLeaving, SetPrepared)
 	out         outage
-	retry       *backoff.Backoff // session creation while the store is out
+	retry       *backoff.Backoff // session creation while the store is out, at most TTL/2 apart (so all nodes are back within the TTL observer.restart gives them)
 	observers   int              // Observe users: the watcher runs for them too
 	watchStop   context.CancelFunc
 	watching    sync.WaitGroup
@@ -113,7 +113,7 @@ func newBucket(r *Registry, spec BucketSpec, opened store.Opened) *Bucket {
 		writeSlot: make(chan struct{}, maxAcquireWrites),
 		released:  map[string]struct{}{},
 		suspects:  map[string]suspicion{},
-		retry:     backoff.New(spec.RetryPeriod, spec.TTL),
+		retry:     backoff.New(spec.RetryPeriod, spec.TTL/2),
 		want:      sessionValue{Node: r.host.NodeID},
 	}
 	return b

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -100,5 +101,109 @@ func TestGenesisSeenEndsTheGrace(t *testing.T) {
 		b.grantAfter = b.clock.Now().Mono - time.Second // a grace begun on a view that lacked the record, due now
 		b.applyLocked(store.Entry{Key: genesisKey, Value: []byte("{}"), Rev: b.v.lastRev + 1, Op: store.Put})
 		assert.Zero(t, b.grantAfter, "the grace ended when the view showed the record")
+	})
+}
+
+// A node without a live session deletes no session, even where the store
+// still takes its deletes. It expires nobody: it could not take what the
+// expiry frees, and the others likely lost their sessions to the same
+// outage. (In a chaos split, the first node back expired a peer's session
+// two seconds before its own new one started, and then took that peer's
+// shards.) Nor does it delete its own lost session before its new one
+// exists. (In a chaos kill, a node whose create had failed deleted its
+// lost session as the store came back, and a restarted peer took its
+// shards at once.)
+func TestNoSessionDeletesNoSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := memstore.New(time.Now).Backend()
+		var cut atomic.Bool
+		var mu sync.Mutex
+		var deletedWhileCut []string
+		n1 := joinOn(t, testkit.Interposed{Backend: mem, Before: func(_ context.Context, op, key string) error {
+			if !cut.Load() {
+				return nil
+			}
+			if op == "delete" {
+				mu.Lock()
+				deletedWhileCut = append(deletedWhileCut, key)
+				mu.Unlock()
+				return nil // deletes still land; its session writes do not
+			}
+			return errInjected
+		}}, "n1")
+		n2 := joinOn(t, faulty(mem, func(string, string) bool { return cut.Load() }), "n2")
+		awaitAcquirable(t, n1)
+		awaitAcquirable(t, n2)
+		for members, _ := n1.Members(); !slices.Contains(members, "n2"); members, _ = n1.Members() {
+			time.Sleep(time.Millisecond)
+		}
+		cut.Store(true)
+		time.Sleep(3 * time.Second) // n1's session is lost; n2's is unrenewed for longer than a TTL
+		require.Empty(t, n1.SessionID(), "n1's session was lost")
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Empty(t, deletedWhileCut, "n1 deleted sessions while it had none")
+	})
+}
+
+// A node cut off from the store retries its session with backoff, not in
+// a spin (a peer's session coming due for expiry does not wake it: it
+// expires nobody without a session), and at most TTL/2 apart, so that
+// every node is back well within the TTL that the first node back gives
+// the others (observer.restart).
+func TestCutOffNodeRetriesItsSessionCalmlyAndPromptly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := memstore.New(time.Now).Backend()
+		var cut atomic.Bool
+		var creates atomic.Int32
+		n1 := joinOn(t, testkit.Interposed{Backend: mem, Before: func(_ context.Context, op, key string) error {
+			if op == "create" && strings.HasPrefix(key, sessionKey("n1.")) {
+				creates.Add(1)
+			}
+			if cut.Load() {
+				return errInjected
+			}
+			return nil
+		}}, "n1")
+		n2 := joinOn(t, faulty(mem, func(string, string) bool { return cut.Load() }), "n2")
+		awaitAcquirable(t, n1)
+		awaitAcquirable(t, n2)
+		for members, _ := n1.Members(); !slices.Contains(members, "n2"); members, _ = n1.Members() {
+			time.Sleep(time.Millisecond)
+		}
+		// Writes to other keys keep the view fresh (not silent), so n2's
+		// session comes due in n1's view while n1 has none.
+		raw, err := mem.Lookup(t.Context(), "b")
+		require.NoError(t, err)
+		noise := time.NewTicker(100 * time.Millisecond)
+		defer noise.Stop()
+		go func() {
+			for i := 0; ; i++ {
+				select {
+				case <-t.Context().Done():
+					return
+				case <-noise.C:
+					_, _ = raw.Bucket.Create(t.Context(), fmt.Sprintf("noise.%d", i), []byte("{}"))
+				}
+			}
+		}()
+		const ttl = time.Second
+		for round := range 10 {
+			old := n1.SessionID()
+			cut.Store(true)
+			creates.Store(0)
+			time.Sleep(3 * ttl)
+			if round == 0 {
+				noise.Stop()
+				// Un-jittered waits 1/6, 1/3, then 1/2 TTL: 6 or 7 tries in 3 TTL.
+				assert.LessOrEqual(t, creates.Load(), int32(12), "session creates while cut off for 3 s")
+			}
+			cut.Store(false)
+			back := time.Now()
+			for n1.SessionID() == "" || n1.SessionID() == old {
+				time.Sleep(time.Millisecond)
+			}
+			require.LessOrEqual(t, time.Since(back), ttl/2, "round %d: a new session within TTL/2 of the store's return", round)
+		}
 	})
 }

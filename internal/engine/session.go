@@ -80,7 +80,7 @@ func (b *Bucket) keeper(ctx context.Context) {
 		} else if b.out.active {
 			wait = b.retry.Next() // stepped down and cut off: do not hammer
 		}
-		if next, ok := b.v.obs.nextExpiry(now.Mono, b.ownIDLocked()); ok && b.v.synced {
+		if next, ok := b.v.obs.nextExpiry(now.Mono, b.ownIDLocked()); ok && b.expiresLocked(now) {
 			wait = min(wait, max(0, next-now.Mono))
 		}
 		if b.grantAfter > now.Mono {
@@ -181,13 +181,18 @@ func (b *Bucket) maintainSession(ctx context.Context) bool {
 
 // deleteDead deletes this node's lost sessions. It stopped acting on each
 // at its deadline, so deleting it only frees its keys for others sooner.
-// The keeper calls it after maintainSession, so that a new session comes
-// first and the other nodes never see this node without one (they would
-// plan without it for a moment and take its shards), and after
-// maintainGenesis, whose write follows the round's renew with no other
-// write between.
+// It deletes nothing while this node has no live session, so that the
+// other nodes never see it without one (they would plan without it for a
+// moment and take its shards). The keeper calls it after maintainSession,
+// so that a session created in a round frees the lost ones in the same
+// round, and after maintainGenesis, whose write follows the round's renew
+// with no other write between.
 func (b *Bucket) deleteDead(ctx context.Context) {
 	b.mu.Lock()
+	if b.sess == nil || !b.sess.valid(b.clock.Now()) {
+		b.mu.Unlock()
+		return
+	}
 	dead := b.dead
 	b.dead = nil
 	b.mu.Unlock()
@@ -448,10 +453,14 @@ func (b *Bucket) deleteSession(ctx context.Context, id string, rev uint64) (bool
 
 // expireSessions kills every other session unchanged for TTL in this
 // node's view, by a CAS delete at the revision seen. If its holder renewed
-// meanwhile, the delete fails and nothing happens.
+// meanwhile, the delete fails and nothing happens. A node without a live
+// session of its own expires nothing: it could not take what an expiry
+// frees, and a node whose session was just lost (an outage, most often)
+// gives the others a TTL from its new session's start instead
+// (observer.restart), since they likely lost theirs to the same outage.
 func (b *Bucket) expireSessions(ctx context.Context) {
 	b.mu.Lock()
-	if !b.v.synced {
+	if !b.expiresLocked(b.clock.Now()) {
 		b.mu.Unlock()
 		return
 	}
@@ -480,6 +489,12 @@ func (b *Bucket) expireSessions(ctx context.Context) {
 		}
 		b.mu.Unlock()
 	}
+}
+
+// expiresLocked reports whether this node expires other sessions now: its
+// view is complete and it has a live session of its own.
+func (b *Bucket) expiresLocked(now clock.Instant) bool {
+	return b.v.synced && b.sess != nil && b.sess.valid(now)
 }
 
 // reconcile deletes records that point at this node's live session but are
