@@ -207,3 +207,51 @@ func TestCutOffNodeRetriesItsSessionCalmlyAndPromptly(t *testing.T) {
 		}
 	})
 }
+
+// A node keeps its lost session until it can acquire again: its new
+// session is live, but the store refuses its watch (as JetStream does for
+// seconds after an outage, "temporarily unavailable"), so it cannot take
+// its keys back yet; deleting the lost session would free them for the
+// others to rescue meanwhile. Once its view is read again, it deletes it.
+func TestLostSessionKeptUntilTheViewIsReadAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var cutWrites, cutWatch atomic.Bool
+		var mu sync.Mutex
+		var deleted []string
+		n1 := joinOn(t, testkit.Interposed{Backend: memstore.New(time.Now).Backend(), Before: func(_ context.Context, op, key string) error {
+			switch {
+			case op == "watch" && cutWatch.Load(), op != "watch" && cutWrites.Load():
+				return errInjected
+			case op == "delete":
+				mu.Lock()
+				deleted = append(deleted, key)
+				mu.Unlock()
+			}
+			return nil
+		}}, "n1")
+		awaitAcquirable(t, n1)
+		old := n1.SessionID()
+		cutWrites.Store(true)
+		cutWatch.Store(true)
+		time.Sleep(2 * time.Second) // the session runs out
+		cutWrites.Store(false)
+		for n1.SessionID() == "" || n1.SessionID() == old {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(2 * time.Second)
+		mu.Lock()
+		assert.NotContains(t, deleted, sessionKey(old), "deleted while its view could not be read")
+		mu.Unlock()
+		cutWatch.Store(false)
+		awaitAcquirable(t, n1)
+		for {
+			mu.Lock()
+			done := slices.Contains(deleted, sessionKey(old))
+			mu.Unlock()
+			if done {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+}

@@ -180,16 +180,18 @@ func (b *Bucket) maintainSession(ctx context.Context) bool {
 }
 
 // deleteDead deletes this node's lost sessions. It stopped acting on each
-// at its deadline, so deleting it only frees its keys for others sooner.
-// It deletes nothing while this node has no live session, so that the
-// other nodes never see it without one (they would plan without it for a
-// moment and take its shards). The keeper calls it after maintainSession,
-// so that a session created in a round frees the lost ones in the same
-// round, and after maintainGenesis, whose write follows the round's renew
-// with no other write between.
+// at its deadline, so deleting it only frees its keys sooner. It deletes
+// nothing until this node can acquire again (a live session, and a view
+// read since it began): the other nodes never see it without a session
+// (they would plan without it for a moment and take its shards), and its
+// keys are not freed while it cannot take them back itself (a watch that
+// the store refuses for seconds after an outage; the others would rescue
+// its shards meanwhile). The keeper calls it after maintainSession and
+// maintainGenesis, whose write follows the round's renew with no other
+// write between.
 func (b *Bucket) deleteDead(ctx context.Context) {
 	b.mu.Lock()
-	if b.sess == nil || !b.sess.valid(b.clock.Now()) {
+	if !b.acquirableLocked(b.clock.Now()) {
 		b.mu.Unlock()
 		return
 	}

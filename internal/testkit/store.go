@@ -7,9 +7,9 @@ import (
 )
 
 // Interposed is a store whose buckets run Before ahead of every write
-// (op "create", "update" or "delete"): a non-nil error is returned instead
-// of sending the write, as for a request that failed unsent or hung until
-// ctx ended.
+// (op "create", "update" or "delete", with its key) and every Watch (op
+// "watch", no key): a non-nil error is returned instead of sending the
+// request, as for one that failed unsent or hung until ctx ended.
 type Interposed struct {
 	store.Backend
 	Before func(ctx context.Context, op, key string) error
@@ -47,4 +47,11 @@ func (b interposedBucket) Delete(ctx context.Context, key string, rev uint64) er
 		return err
 	}
 	return b.Bucket.Delete(ctx, key, rev)
+}
+
+func (b interposedBucket) Watch(ctx context.Context) (store.Watcher, error) {
+	if err := b.before(ctx, "watch", ""); err != nil {
+		return nil, err
+	}
+	return b.Bucket.Watch(ctx)
 }
