@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nonchan7720/ronin/internal/engine"
@@ -135,5 +136,43 @@ func storeOutageMovesNoShard(t *testing.T, apart time.Duration) {
 		}
 		require.Equal(t, before, after, "owners after the outage")
 		require.Zero(t, moved, "shards moved and came back")
+	})
+}
+
+// A draining node marks its session leaving and waits until its own view
+// shows that before it hands its shards over, so that the others plan
+// without it by then. The mark shows within one write and its delivery:
+// the drain must not wait out the TTL it allows for it.
+func TestDrainWaitsForItsLeavingMarkNotTheTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := memstore.New(time.Now)
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		const ttl = 5 * time.Second
+		var runs []chan error
+		var cancels []context.CancelFunc
+		var groups []*Group
+		for _, node := range []string{"n1", "n2"} {
+			reg := engine.NewRegistry(engine.Host{Store: ms.Backend(), NodeID: node, Logger: log, DefaultReplicas: 1})
+			g, err := NewGroup(context.Background(), reg, Config{BucketName: "b", Shards: 4, TTL: ttl, Logger: log,
+				Handler: func(ctx context.Context, _ int, _ uint64) error { <-ctx.Done(); return nil }})
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- g.Run(ctx) }()
+			runs, cancels, groups = append(runs, done), append(cancels, cancel), append(groups, g)
+			t.Cleanup(func() { reg.Close(time.Second) })
+		}
+		time.Sleep(3 * ttl) // genesis, then the plan
+		require.NotEmpty(t, groups[0].Owned(), "n1 owns its share")
+		start := time.Now()
+		cancels[0]()
+		require.NoError(t, <-runs[0])
+		assert.Less(t, time.Since(start), ttl/2, "n1's drain took")
+		for len(groups[1].Owned()) < 4 {
+			require.Less(t, time.Since(start), ttl, "n2 never ran every shard")
+			time.Sleep(time.Millisecond)
+		}
+		cancels[1]()
+		require.NoError(t, <-runs[1])
 	})
 }

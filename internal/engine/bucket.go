@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -245,26 +246,36 @@ const successorWait = time.Second
 // server could stop right after, while a successor's acquiring write is in
 // flight to it (if it led the bucket's stream), and the write would be lost
 // for a whole request timeout. Keys nobody else campaigns for just cost the
-// timeout.
+// timeout. It looks again on each change of the view, at keys still
+// untaken only: with thousands of keys released, a poll of all of them
+// every millisecond was most of a shutdown's CPU.
 func (b *Bucket) awaitSuccessors(timeout time.Duration) {
-	deadline := b.clock.Now().Mono + timeout
-	for b.clock.Now().Mono < deadline {
+	sub := b.SubscribeAll()
+	defer b.Unsubscribe(sub)
+	timer := clock.NewTimer(b.clock, timeout)
+	defer timer.Stop()
+	b.mu.Lock()
+	pending := slices.Collect(maps.Keys(b.released))
+	b.mu.Unlock()
+	for {
 		b.mu.Lock()
 		if b.gone != nil || len(b.v.sessions) <= 1 && b.sess != nil {
 			b.mu.Unlock()
 			return // no other node in the bucket: nobody to wait for
 		}
-		pending := 0
-		for key := range b.released {
-			if h, _ := b.v.holder(key); h.Candidate == "" {
-				pending++
-			}
-		}
+		pending = slices.DeleteFunc(pending, func(key string) bool {
+			h, _ := b.v.holder(key)
+			return h.Candidate != ""
+		})
 		b.mu.Unlock()
-		if pending == 0 {
+		if len(pending) == 0 {
 			return
 		}
-		clock.Sleep(context.Background(), b.clock, time.Millisecond)
+		select {
+		case <-sub.C():
+		case <-timer.C:
+			return
+		}
 	}
 }
 

@@ -220,12 +220,17 @@ func TestLostSessionKeptUntilTheViewIsReadAgain(t *testing.T) {
 		var deleted []string
 		n1 := joinOn(t, testkit.Interposed{Backend: memstore.New(time.Now).Backend(), Before: func(_ context.Context, op, key string) error {
 			switch {
-			case op == "watch" && cutWatch.Load(), op != "watch" && cutWrites.Load():
+			case cutWrites.Load():
 				return errInjected
 			case op == "delete":
 				mu.Lock()
 				deleted = append(deleted, key)
 				mu.Unlock()
+			}
+			return nil
+		}, BeforeWatch: func(context.Context) error {
+			if cutWatch.Load() {
+				return errInjected
 			}
 			return nil
 		}}, "n1")

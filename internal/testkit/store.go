@@ -7,25 +7,27 @@ import (
 )
 
 // Interposed is a store whose buckets run Before ahead of every write
-// (op "create", "update" or "delete", with its key) and every Watch (op
-// "watch", no key): a non-nil error is returned instead of sending the
-// request, as for one that failed unsent or hung until ctx ended.
+// (op "create", "update" or "delete") and BeforeWatch, if set, ahead of
+// every Watch: a non-nil error is returned instead of sending the request,
+// as for one that failed unsent or hung until ctx ended.
 type Interposed struct {
 	store.Backend
-	Before func(ctx context.Context, op, key string) error
+	Before      func(ctx context.Context, op, key string) error
+	BeforeWatch func(ctx context.Context) error
 }
 
 // Open opens the bucket of the wrapped store with Before in front of its
 // writes.
 func (i Interposed) Open(ctx context.Context, spec store.Spec) (store.Opened, error) {
 	o, err := i.Backend.Open(ctx, spec)
-	o.Bucket = interposedBucket{o.Bucket, i.Before}
+	o.Bucket = interposedBucket{o.Bucket, i.Before, i.BeforeWatch}
 	return o, err
 }
 
 type interposedBucket struct {
 	store.Bucket
-	before func(ctx context.Context, op, key string) error
+	before      func(ctx context.Context, op, key string) error
+	beforeWatch func(ctx context.Context) error
 }
 
 func (b interposedBucket) Create(ctx context.Context, key string, value []byte) (uint64, error) {
@@ -50,8 +52,10 @@ func (b interposedBucket) Delete(ctx context.Context, key string, rev uint64) er
 }
 
 func (b interposedBucket) Watch(ctx context.Context) (store.Watcher, error) {
-	if err := b.before(ctx, "watch", ""); err != nil {
-		return nil, err
+	if b.beforeWatch != nil {
+		if err := b.beforeWatch(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return b.Bucket.Watch(ctx)
 }
