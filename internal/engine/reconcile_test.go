@@ -241,3 +241,50 @@ func TestSessionAcquiresOnlyOnALaterRead(t *testing.T) {
 		awaitAcquirable(t, b)
 	})
 }
+
+// lostAcks is a store whose writes of key land but report an error half a
+// second later, as when the acknowledgement is lost on the way back and
+// the request times out.
+type lostAcks struct {
+	store.Backend
+	key string
+}
+
+func (s lostAcks) Open(ctx context.Context, spec store.Spec) (store.Opened, error) {
+	o, err := s.Backend.Open(ctx, spec)
+	o.Bucket = lostAckBucket{o.Bucket, s.key}
+	return o, err
+}
+
+type lostAckBucket struct {
+	store.Bucket
+	key string
+}
+
+func (b lostAckBucket) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	n, err := b.Bucket.Update(ctx, key, value, rev)
+	if err == nil && key == b.key {
+		time.Sleep(500 * time.Millisecond)
+		return 0, errInjected
+	}
+	return n, err
+}
+
+// An acquisition whose write landed but reported an error (a lost ack)
+// leaves a record that names this node's live session but no lease. The
+// record's delivery came while the acquisition was still under way, so
+// the keeper's look then left it alone; the failure itself makes the
+// keeper look again (nothing else changes to remind it), and it deletes
+// the record, freeing the key.
+func TestFailedAcquisitionRecordFreed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := joinOn(t, lostAcks{memstore.New(time.Now).Backend(), "k"}, "n1")
+		awaitAcquirable(t, b)
+		time.Sleep(3 * b.spec.RetryPeriod) // the keeper's rounds found nothing to do
+		_, err := b.TryAcquire(t.Context(), "k", "c")
+		require.ErrorIs(t, err, errInjected)
+		time.Sleep(3 * b.spec.RetryPeriod)
+		_, err = b.kv.Get(t.Context(), "k")
+		require.ErrorIs(t, err, store.ErrNotFound, "the record without a lease is deleted")
+	})
+}
