@@ -19,6 +19,27 @@ import (
 	"github.com/nonchan7720/ronin/internal/testkit"
 )
 
+// pairOn joins n1 over mem with before in front of its writes, and n2
+// with its writes failing while cut2 holds, and returns once both can
+// acquire and n1 sees n2.
+func pairOn(t *testing.T, mem store.Backend, before func(ctx context.Context, op, key string) error, cut2 *atomic.Bool) (n1, n2 *Bucket) {
+	n1 = joinOn(t, testkit.Interposed{Backend: mem, Before: before}, "n1")
+	n2 = joinOn(t, faulty(mem, func(string, string) bool { return cut2.Load() }), "n2")
+	awaitAcquirable(t, n1)
+	awaitAcquirable(t, n2)
+	for members, _ := n1.Members(); !slices.Contains(members, "n2"); members, _ = n1.Members() {
+		time.Sleep(time.Millisecond)
+	}
+	return n1, n2
+}
+
+// awaitNewSession returns once b has a session other than old.
+func awaitNewSession(b *Bucket, old string) {
+	for b.SessionID() == "" || b.SessionID() == old {
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // afterOutage runs a store outage longer than the TTL for nodes n1 and n2
 // (TTL 1 s), ends it for n1 only, and returns n1, its session writes in
 // the order sent, its old session's ID, and when its new session started.
@@ -27,7 +48,7 @@ func afterOutage(t *testing.T) (n1 *Bucket, writes func() []string, old string, 
 	var cut1, cut2 atomic.Bool
 	var mu sync.Mutex
 	var sent []string
-	n1 = joinOn(t, testkit.Interposed{Backend: mem, Before: func(_ context.Context, op, key string) error {
+	n1, _ = pairOn(t, mem, func(_ context.Context, op, key string) error {
 		if cut1.Load() {
 			return errInjected
 		}
@@ -37,21 +58,13 @@ func afterOutage(t *testing.T) (n1 *Bucket, writes func() []string, old string, 
 			mu.Unlock()
 		}
 		return nil
-	}}, "n1")
-	n2 := joinOn(t, faulty(mem, func(string, string) bool { return cut2.Load() }), "n2")
-	awaitAcquirable(t, n1)
-	awaitAcquirable(t, n2)
-	for members, _ := n1.Members(); !slices.Contains(members, "n2"); members, _ = n1.Members() {
-		time.Sleep(time.Millisecond)
-	}
+	}, &cut2)
 	old = n1.SessionID()
 	cut1.Store(true)
 	cut2.Store(true)
 	time.Sleep(2 * time.Second) // both sessions run out
 	cut1.Store(false)
-	for n1.SessionID() == "" || n1.SessionID() == old {
-		time.Sleep(time.Millisecond)
-	}
+	awaitNewSession(n1, old)
 	return n1, func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(sent) }, old, time.Now()
 }
 
@@ -119,7 +132,7 @@ func TestNoSessionDeletesNoSession(t *testing.T) {
 		var cut atomic.Bool
 		var mu sync.Mutex
 		var deletedWhileCut []string
-		n1 := joinOn(t, testkit.Interposed{Backend: mem, Before: func(_ context.Context, op, key string) error {
+		n1, _ := pairOn(t, mem, func(_ context.Context, op, key string) error {
 			if !cut.Load() {
 				return nil
 			}
@@ -130,13 +143,7 @@ func TestNoSessionDeletesNoSession(t *testing.T) {
 				return nil // deletes still land; its session writes do not
 			}
 			return errInjected
-		}}, "n1")
-		n2 := joinOn(t, faulty(mem, func(string, string) bool { return cut.Load() }), "n2")
-		awaitAcquirable(t, n1)
-		awaitAcquirable(t, n2)
-		for members, _ := n1.Members(); !slices.Contains(members, "n2"); members, _ = n1.Members() {
-			time.Sleep(time.Millisecond)
-		}
+		}, &cut)
 		cut.Store(true)
 		time.Sleep(3 * time.Second) // n1's session is lost; n2's is unrenewed for longer than a TTL
 		require.Empty(t, n1.SessionID(), "n1's session was lost")
@@ -156,7 +163,7 @@ func TestCutOffNodeRetriesItsSessionCalmlyAndPromptly(t *testing.T) {
 		mem := memstore.New(time.Now).Backend()
 		var cut atomic.Bool
 		var creates atomic.Int32
-		n1 := joinOn(t, testkit.Interposed{Backend: mem, Before: func(_ context.Context, op, key string) error {
+		n1, _ := pairOn(t, mem, func(_ context.Context, op, key string) error {
 			if op == "create" && strings.HasPrefix(key, sessionKey("n1.")) {
 				creates.Add(1)
 			}
@@ -164,13 +171,7 @@ func TestCutOffNodeRetriesItsSessionCalmlyAndPromptly(t *testing.T) {
 				return errInjected
 			}
 			return nil
-		}}, "n1")
-		n2 := joinOn(t, faulty(mem, func(string, string) bool { return cut.Load() }), "n2")
-		awaitAcquirable(t, n1)
-		awaitAcquirable(t, n2)
-		for members, _ := n1.Members(); !slices.Contains(members, "n2"); members, _ = n1.Members() {
-			time.Sleep(time.Millisecond)
-		}
+		}, &cut)
 		// Writes to other keys keep the view fresh (not silent), so n2's
 		// session comes due in n1's view while n1 has none.
 		raw, err := mem.Lookup(t.Context(), "b")
@@ -240,9 +241,7 @@ func TestLostSessionKeptUntilTheViewIsReadAgain(t *testing.T) {
 		cutWatch.Store(true)
 		time.Sleep(2 * time.Second) // the session runs out
 		cutWrites.Store(false)
-		for n1.SessionID() == "" || n1.SessionID() == old {
-			time.Sleep(time.Millisecond)
-		}
+		awaitNewSession(n1, old)
 		time.Sleep(2 * time.Second)
 		mu.Lock()
 		assert.NotContains(t, deleted, sessionKey(old), "deleted while its view could not be read")
