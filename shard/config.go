@@ -109,8 +109,7 @@ type Config struct {
 	// takes (or rescues) only the shards it would own with every member
 	// back, so that after a store outage that ended every session the
 	// first node back does not take every shard to hand most of them
-	// back. 0 means
-	// DefaultSettle (1s); a negative value disables both.
+	// back. 0 means DefaultSettle (1s); a negative value disables both.
 	Settle time.Duration
 	// MeterProvider for the group's metrics; nil means the global one.
 	MeterProvider metric.MeterProvider

@@ -16,8 +16,8 @@ type Interposed struct {
 	BeforeWatch func(ctx context.Context) error
 }
 
-// Open opens the bucket of the wrapped store with Before in front of its
-// writes.
+// Open opens the bucket of the wrapped store with Before and BeforeWatch
+// in front of its requests.
 func (i Interposed) Open(ctx context.Context, spec store.Spec) (store.Opened, error) {
 	o, err := i.Backend.Open(ctx, spec)
 	o.Bucket = interposedBucket{o.Bucket, i.Before, i.BeforeWatch}
