@@ -514,8 +514,9 @@ func (b *Bucket) reactLocked(c change) {
 }
 
 // Acquirable reports whether TryAcquire can succeed now as far as this
-// node can tell: the view is complete and shows the genesis record, the
-// session is valid, and the bucket is not gone. The bucket signals every
+// node can tell: the view is complete, shows the genesis record and has
+// reached the session's create, the session is valid, and the bucket is
+// not gone. The bucket signals every
 // subscriber when this changes.
 func (b *Bucket) Acquirable() bool {
 	b.mu.Lock()
@@ -532,7 +533,8 @@ func (b *Bucket) SessionID() string {
 }
 
 func (b *Bucket) acquirableLocked(now clock.Instant) bool {
-	return b.gone == nil && b.v.synced && b.v.genesis && b.sess != nil && b.sess.valid(now) && b.syncedBy > b.sess.readsBefore
+	return b.gone == nil && b.v.synced && b.v.genesis && b.sess != nil && b.sess.valid(now) && b.syncedBy > b.sess.readsBefore &&
+		b.v.lastRev >= b.sess.createdRev
 }
 
 // TryAcquire makes one attempt to take key for candidate under this node's

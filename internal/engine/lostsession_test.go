@@ -261,3 +261,21 @@ func TestLostSessionKeptUntilTheViewIsReadAgain(t *testing.T) {
 		}
 	})
 }
+
+// A view whose read ended short of the session's create grants nothing:
+// JetStream may serve a watch from a replica still catching up, which
+// reports its initial values complete at its own tail (before a purge,
+// perhaps), though the read began after the session was created.
+func TestViewShortOfTheSessionsCreateGrantsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := joinOn(t, memstore.New(time.Now).Backend(), "n1")
+		awaitAcquirable(t, b)
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		now := b.clock.Now()
+		b.v.lastRev = b.sess.createdRev - 1 // read from a replica that had not reached the create
+		assert.False(t, b.acquirableLocked(now), "acquirable on a view short of the session's create")
+		b.v.lastRev = b.sess.createdRev
+		assert.True(t, b.acquirableLocked(now), "acquirable once the view reached it")
+	})
+}

@@ -29,7 +29,16 @@ type session struct {
 	// came before the session's CAS chain began (which detects the later
 	// ones), so leases need a view completed by such a read.
 	readsBefore uint64
-	ackedSend   uint64 // Bucket.renewSends of the last acknowledged renew; guarded by Bucket.mu
+	// createdRev is the revision of its create. A read started after the
+	// create may still end short of it: JetStream places a watch's
+	// consumer on any replica of the stream, one still catching up
+	// included, which reports the initial values complete at its own
+	// tail, before a purge perhaps. Leases need a view that has reached
+	// createdRev. (A later read that ends short of it drops the session,
+	// which a view that reached createdRev had shown: the session is then
+	// lost, so the view's highest revision so far is the one to compare.)
+	createdRev uint64
+	ackedSend  uint64 // Bucket.renewSends of the last acknowledged renew; guarded by Bucket.mu
 }
 
 // valid reports whether leases under s may act at now.
@@ -243,7 +252,7 @@ func (b *Bucket) createSession(ctx context.Context) bool {
 		return false
 	}
 	b.storeAnsweredLocked()
-	s.rev, s.written = rev, s.val
+	s.rev, s.createdRev, s.written = rev, rev, s.val
 	if !b.extendLocked(s, sent) {
 		b.dead = append(b.dead, s)
 		return false

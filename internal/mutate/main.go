@@ -152,6 +152,8 @@ var mutations = []mutation{
 		[][2]string{{"if b.v.genesis && b.grantAfter != 0 {", "if false {"}}, "purge"},
 	{"a replaced session restarts the others' countdowns", "internal/engine/session.go",
 		[][2]string{{"\t\tb.v.obs.restart(b.clock.Now().Mono)\n", ""}}, ""},
+	{"a view short of the session's create grants nothing", "internal/engine/bucket.go",
+		[][2]string{{" &&\n\t\tb.v.lastRev >= b.sess.createdRev", ""}}, ""},
 	{"a node without a live session expires nobody", "internal/engine/session.go",
 		[][2]string{{"return b.v.synced && b.sess != nil && b.sess.valid(now)", "return b.v.synced"}}, ""},
 	{"a node keeps its lost sessions until it can acquire again", "internal/engine/session.go",

@@ -71,6 +71,9 @@ type Bucket interface {
 	// Watch delivers the last write of every key (delete markers included),
 	// then a nil entry, then every later write in revision order, until
 	// ctx ends, Stop is called, or the watcher fails (the channel closes).
+	// The watch may be served by a lagging replica: what comes before the
+	// nil entry is the bucket as of some revision, perhaps older than
+	// writes acknowledged before Watch was called.
 	// Every delivery is of the handle's incarnation: Watch reports
 	// ErrBucketGone if the bucket was deleted since it was opened, and a
 	// watch ends when it finds that out later.

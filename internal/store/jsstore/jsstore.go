@@ -242,7 +242,9 @@ func (b *bucket) Watch(ctx context.Context) (store.Watcher, error) {
 	}
 	w := &watcher{b: b, ctx: ctx, out: make(chan *store.Entry, 256), done: make(chan struct{}), consumers: map[string]bool{}}
 	// The initial values are in once a delivered entry has nothing pending
-	// after it: the consumer has caught up with the stream's tail. (Not
+	// after it: the consumer has caught up with its replica's tail, which
+	// lags the stream's while that replica catches up (a restarted
+	// server: the consumer may be placed on any peer). (Not
 	// "up to the last revision when the watch began": a key rewritten while
 	// the initial values are read loses its older revision and reappears
 	// only after that one, so a view declared complete there could lack a
