@@ -161,6 +161,7 @@ func TestDrainWaitsForItsLeavingMarkNotTheTTL(t *testing.T) {
 			go func() { done <- g.Run(ctx) }()
 			runs, cancels, groups = append(runs, done), append(cancels, cancel), append(groups, g)
 			t.Cleanup(func() { reg.Close(time.Second) })
+			t.Cleanup(cancel) // first, on a failure: Run drains and returns
 		}
 		time.Sleep(3 * ttl) // genesis, then the plan
 		require.NotEmpty(t, groups[0].Owned(), "n1 owns its share")
