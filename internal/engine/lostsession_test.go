@@ -40,6 +40,16 @@ func awaitNewSession(b *Bucket, old string) {
 	}
 }
 
+// lockedAcquirable joins n1 on a fresh in-memory store, waits until it can
+// acquire, and returns it locked until the test ends.
+func lockedAcquirable(t *testing.T) *Bucket {
+	b := joinOn(t, memstore.New(time.Now).Backend(), "n1")
+	awaitAcquirable(t, b)
+	b.mu.Lock()
+	t.Cleanup(b.mu.Unlock)
+	return b
+}
+
 // afterOutage runs a store outage longer than the TTL for nodes n1 and n2
 // (TTL 1 s), ends it for n1 only, and returns n1, its session writes in
 // the order sent, its old session's ID, and when its new session started.
@@ -107,10 +117,7 @@ func TestNewSessionRestartsTheOthersCountdowns(t *testing.T) {
 // due and write the record at once.
 func TestGenesisSeenEndsTheGrace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := joinOn(t, memstore.New(time.Now).Backend(), "n1")
-		awaitAcquirable(t, b)
-		b.mu.Lock()
-		defer b.mu.Unlock()
+		b := lockedAcquirable(t)
 		b.grantAfter = b.clock.Now().Mono - time.Second // a grace begun on a view that lacked the record, due now
 		b.applyLocked(store.Entry{Key: genesisKey, Value: []byte("{}"), Rev: b.v.lastRev + 1, Op: store.Put})
 		assert.Zero(t, b.grantAfter, "the grace ended when the view showed the record")
@@ -268,10 +275,7 @@ func TestLostSessionKeptUntilTheViewIsReadAgain(t *testing.T) {
 // perhaps), though the read began after the session was created.
 func TestViewShortOfTheSessionsCreateGrantsNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := joinOn(t, memstore.New(time.Now).Backend(), "n1")
-		awaitAcquirable(t, b)
-		b.mu.Lock()
-		defer b.mu.Unlock()
+		b := lockedAcquirable(t)
 		now := b.clock.Now()
 		b.v.lastRev = b.sess.createdRev - 1 // read from a replica that had not reached the create
 		assert.False(t, b.acquirableLocked(now), "acquirable on a view short of the session's create")
