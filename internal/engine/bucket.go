@@ -516,8 +516,7 @@ func (b *Bucket) reactLocked(c change) {
 // Acquirable reports whether TryAcquire can succeed now as far as this
 // node can tell: the view is complete, shows the genesis record and has
 // reached the session's create, the session is valid, and the bucket is
-// not gone. The bucket signals every
-// subscriber when this changes.
+// not gone. The bucket signals every subscriber when this changes.
 func (b *Bucket) Acquirable() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
