@@ -50,6 +50,27 @@ func lockedAcquirable(t *testing.T) *Bucket {
 	return b
 }
 
+// keepFresh writes a key of its own to bucket b of mem every 100 ms until
+// the returned stop is called or the test ends: deliveries keep the nodes'
+// views fresh (not silent), so that their observers expire what comes due.
+func keepFresh(t *testing.T, mem store.Backend) (stop func()) {
+	raw, err := mem.Lookup(t.Context(), "b")
+	require.NoError(t, err)
+	tick := time.NewTicker(100 * time.Millisecond)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-t.Context().Done():
+				return
+			case <-tick.C:
+				_, _ = raw.Bucket.Create(t.Context(), fmt.Sprintf("noise.%d", i), []byte("{}"))
+			}
+		}
+	}()
+	t.Cleanup(tick.Stop)
+	return tick.Stop
+}
+
 // afterOutage runs a store outage longer than the TTL for nodes n1 and n2
 // (TTL 1 s), ends it for n1 only, and returns n1, its session writes in
 // the order sent, its old session's ID, and when its new session started.
@@ -151,6 +172,7 @@ func TestNoSessionDeletesNoSession(t *testing.T) {
 			}
 			return errInjected
 		}, &cut)
+		keepFresh(t, mem) // n2's session comes due in n1's view
 		cut.Store(true)
 		time.Sleep(3 * time.Second) // n1's session is lost; n2's is unrenewed for longer than a TTL
 		require.Empty(t, n1.SessionID(), "n1's session was lost")
@@ -179,22 +201,7 @@ func TestCutOffNodeRetriesItsSessionCalmlyAndPromptly(t *testing.T) {
 			}
 			return nil
 		}, &cut)
-		// Writes to other keys keep the view fresh (not silent), so n2's
-		// session comes due in n1's view while n1 has none.
-		raw, err := mem.Lookup(t.Context(), "b")
-		require.NoError(t, err)
-		noise := time.NewTicker(100 * time.Millisecond)
-		defer noise.Stop()
-		go func() {
-			for i := 0; ; i++ {
-				select {
-				case <-t.Context().Done():
-					return
-				case <-noise.C:
-					_, _ = raw.Bucket.Create(t.Context(), fmt.Sprintf("noise.%d", i), []byte("{}"))
-				}
-			}
-		}()
+		noise := keepFresh(t, mem) // so n2's session comes due in n1's view while n1 has none
 		const ttl = time.Second
 		for round := range 10 {
 			old := n1.SessionID()
@@ -202,7 +209,7 @@ func TestCutOffNodeRetriesItsSessionCalmlyAndPromptly(t *testing.T) {
 			creates.Store(0)
 			time.Sleep(3 * ttl)
 			if round == 0 {
-				noise.Stop()
+				noise()
 				// Waits doubling from RetryPeriod (TTL/6) to TTL/2, each
 				// jittered down to half: 8 or 9 tries in 3 TTL here; a
 				// spin makes thousands.
