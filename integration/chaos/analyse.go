@@ -59,7 +59,22 @@ func analyse(dir string, rec *runRecord) (int, error) {
 	}
 	fmt.Printf("chaos: report: %s\n", filepath.Join(dir, "report.md"))
 	fmt.Printf("chaos: picture: %s\n", filepath.Join(dir, "timeline.svg"))
+	printViolations(res.Violations, maxPrinted)
 	return len(res.Violations), nil
+}
+
+// maxPrinted is how many violations the run prints beside violations.json,
+// so that a CI log, which keeps only the tail, says what broke.
+const maxPrinted = 20
+
+// printViolations prints the first limit violations, one a line.
+func printViolations(vs []check.Violation, limit int) {
+	for _, v := range vs[:min(len(vs), limit)] {
+		fmt.Printf("chaos: violation: %s %s: %s\n", v.Kind, v.Key, v.Detail)
+	}
+	if len(vs) > limit {
+		fmt.Printf("chaos: ... and %d more in violations.json\n", len(vs)-limit)
+	}
 }
 
 // diagnostics collects the nodes' diag events, one line per node and text.

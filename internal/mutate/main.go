@@ -166,6 +166,8 @@ var mutations = []mutation{
 		[][2]string{{"backoff.New(spec.RetryPeriod, spec.TTL/2)", "backoff.New(spec.RetryPeriod, spec.TTL)"}}, ""},
 	{"a watch's move waits for a slow consumer answer (jsstore)", "internal/store/jsstore/jsstore.go",
 		[][2]string{{"ctx, cancel := bounded(w.ctx)", "ctx, cancel := context.WithTimeout(w.ctx, watchHeartbeat/2)"}}, ""},
+	{"a watch's initial values reach the stream's last revision (jsstore)", "internal/store/jsstore/jsstore.go",
+		[][2]string{{"\tcase e.Rev < w.floor:\n\t\tgo w.move() // its replica is behind the stream: try another\n", ""}}, ""},
 	{"a new consumer's deliveries wait for a bucket check (jsstore)", "internal/store/jsstore/jsstore.go",
 		[][2]string{{"\t\tif w.gate == nil {\n\t\t\tw.gate = make(chan struct{})", "\t\tif false {\n\t\t\tw.gate = make(chan struct{})"}}, ""},
 	{"a watch starts only on its own bucket incarnation (jsstore)", "internal/store/jsstore/jsstore.go",

@@ -741,10 +741,13 @@ func startServer(t *testing.T, opts *server.Options) *server.Server {
 
 // launchServer starts a JetStream server on loopback, stopped when the
 // test ends; it may run on any goroutine. A server that did not get ready
-// is returned with the error, to be shut down.
+// is returned with the error, to be shut down. opts gets a new store
+// directory unless it has one (a server started again).
 func launchServer(t *testing.T, opts *server.Options) (*server.Server, error) {
 	opts.JetStream = true
-	opts.StoreDir = t.TempDir()
+	if opts.StoreDir == "" {
+		opts.StoreDir = t.TempDir()
+	}
 	opts.Host = "127.0.0.1"
 	opts.Port = -1
 	opts.NoSigs = true
@@ -768,10 +771,17 @@ func launchServer(t *testing.T, opts *server.Options) (*server.Server, error) {
 // taken by another process before its server binds it, and that server
 // never gets ready: the cluster is then started again on other ports.
 func startCluster(t *testing.T, n int) []*server.Server {
+	servers, _ := startClusterOptions(t, n)
+	return servers
+}
+
+// startClusterOptions is startCluster, with each server's options, to
+// start a server again with its store and ports (launchServer on a copy).
+func startClusterOptions(t *testing.T, n int) ([]*server.Server, []*server.Options) {
 	for try := 1; ; try++ {
-		servers, err := tryCluster(t, n)
+		servers, opts, err := tryCluster(t, n)
 		if err == nil {
-			return servers
+			return servers, opts
 		}
 		for _, s := range servers {
 			if s != nil {
@@ -785,26 +795,26 @@ func startCluster(t *testing.T, n int) []*server.Server {
 	}
 }
 
-func tryCluster(t *testing.T, n int) ([]*server.Server, error) {
+func tryCluster(t *testing.T, n int) ([]*server.Server, []*server.Options, error) {
 	ports := testkit.FreePorts(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 	}
 	servers := make([]*server.Server, n)
+	opts := make([]*server.Options, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() {
-			servers[i], errs[i] = launchServer(t, &server.Options{
-				ServerName: fmt.Sprintf("n%d", i+1),
-				Cluster:    server.ClusterOpts{Name: "ronin-conformance", Host: "127.0.0.1", Port: ports[i]},
-				Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
-			})
-		})
+		opts[i] = &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Cluster:    server.ClusterOpts{Name: "ronin-conformance", Host: "127.0.0.1", Port: ports[i]},
+			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
+		}
+		wg.Go(func() { servers[i], errs[i] = launchServer(t, opts[i]) })
 	}
 	wg.Wait()
-	return servers, errors.Join(errs...)
+	return servers, opts, errors.Join(errs...)
 }
 
 // conform runs every row on memstore and on e, comparing both with the

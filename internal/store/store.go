@@ -73,7 +73,10 @@ type Bucket interface {
 	// ctx ends, Stop is called, or the watcher fails (the channel closes).
 	// The watch may be served by a lagging replica: what comes before the
 	// nil entry is the bucket as of some revision, perhaps older than
-	// writes acknowledged before Watch was called.
+	// writes acknowledged before Watch was called. (jsstore waits for the
+	// revision that the stream reported when Watch began, and moves off a
+	// replica short of it; but that report may come from a member without
+	// a leader, so a caller must not rely on it for safety.)
 	// Every delivery is of the handle's incarnation: Watch reports
 	// ErrBucketGone if the bucket was deleted since it was opened, and a
 	// watch ends when it finds that out later.

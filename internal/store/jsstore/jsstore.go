@@ -241,16 +241,18 @@ func (b *bucket) Watch(ctx context.Context) (store.Watcher, error) {
 		return nil, err
 	}
 	w := &watcher{b: b, ctx: ctx, out: make(chan *store.Entry, 256), done: make(chan struct{}), consumers: map[string]bool{}}
-	// The initial values are in once a delivered entry has nothing pending
-	// after it: the consumer has caught up with its replica's tail, which
-	// lags the stream's while that replica catches up (a restarted
-	// server: the consumer may be placed on any peer). (Not
-	// "up to the last revision when the watch began": a key rewritten while
-	// the initial values are read loses its older revision and reappears
-	// only after that one, so a view declared complete there could lack a
-	// live session and think its records free.) With no entry at all, the
-	// marker comes first.
-	w.initial = st.CachedInfo().State.Msgs > 0
+	// The initial values are in once a delivered entry at or after the
+	// stream's last revision now has nothing pending after it. Nothing
+	// pending alone is not enough: the consumer reads the replica of the
+	// server it is placed on, any peer of the stream, and a restarted
+	// server's replica lags the stream's tail while it catches up
+	// (handle moves the watch off it). Nor is the last revision
+	// alone: a key rewritten while the initial values are read loses its
+	// older revision and reappears only after it, so a view declared
+	// complete at the older one could lack a live session and think its
+	// records free. With no entry at all, the marker comes first.
+	state := st.CachedInfo().State
+	w.initial, w.floor = state.Msgs > 0, state.LastSeq
 	if !w.initial {
 		w.out <- nil
 	}
@@ -314,7 +316,11 @@ func (w *watcher) handle(m jetstream.Msg) {
 		return
 	}
 	w.next.Store(e.Rev + 1)
-	if w.initial && md.NumPending == 0 {
+	switch {
+	case !w.initial || md.NumPending > 0:
+	case e.Rev < w.floor:
+		go w.move() // its replica is behind the stream: try another
+	default:
 		w.initial = false
 		w.send(nil) // the initial values are in
 	}
@@ -471,6 +477,9 @@ type watcher struct {
 	deliver sync.Mutex
 	next    atomic.Uint64
 	initial bool // the initial values are still being read (under deliver)
+	// floor is the stream's last revision when the watch began: the
+	// initial values end at or after it.
+	floor uint64
 	// sending is held for reading by every send; Stop takes it to close
 	// Updates, after which outClosed makes later sends return at once.
 	sending   sync.RWMutex
