@@ -73,8 +73,8 @@ func parseFlags() (config, error) {
 	flag.IntVar(&c.shards, "shards", 16, "shards of the shard group")
 	flag.IntVar(&c.keys, "keys", 4, "plain candidate keys")
 	flag.DurationVar(&c.quiet, "quiet", 0, "quiet period after each recovery (default 2*TTL+5s)")
-	flag.DurationVar(&c.allowance, "allowance", 10*time.Second,
-		"how much longer than TTL a key may stay without a holder while a quorum is up (Raft election 4-9 s after a stream leader dies, plus 1 s)")
+	flag.DurationVar(&c.allowance, "allowance", 0,
+		"how much longer than TTL a key may stay without a holder while a quorum is up (default: the Raft election, at most 9 s after a stream leader dies, plus TTL/2 for the nodes' session retries, plus 1 s)")
 	flag.DurationVar(&c.downGap, "down-gap", 50*time.Millisecond, "a gap between ticks longer than this counts as down time")
 	flag.StringVar(&c.recheck, "recheck", "", "re-run the checker and rewrite the report of an earlier run in this folder; nothing is started")
 	flag.IntVar(&c.maxFaults, "max-faults", 1000, "upper bound on the number of faults")
@@ -92,6 +92,9 @@ func parseFlags() (config, error) {
 	if c.quiet == 0 {
 		c.quiet = 2*c.ttl + 5*time.Second
 	}
+	if c.allowance == 0 {
+		c.allowance = defaultAllowance(c.ttl)
+	}
 	switch {
 	case c.nodes < 3:
 		return c, fmt.Errorf("-nodes %d: need at least 3", c.nodes)
@@ -104,6 +107,19 @@ func parseFlags() (config, error) {
 	}
 	return c, nil
 }
+
+// maxElection is the longest a bucket's stream takes to elect a new
+// leader after its leader dies: nats-server's Raft election timeout is 4-9 s
+// from the last append it received.
+const maxElection = 9 * time.Second
+
+// defaultAllowance is how much longer than a TTL a key may go without a
+// holder while a quorum is up. A stream leader's death stops writes for the
+// election; every node loses its session in that outage and retries it at
+// most TTL/2 apart; the first new session gives the others a TTL from then
+// (observer.restart) before a dead holder's keys are taken; 1 s covers the
+// rest (the vote, the acquiring write, the handler's start).
+func defaultAllowance(ttl time.Duration) time.Duration { return maxElection + ttl/2 + time.Second }
 
 // replayCommand is the command that repeats this run's schedule.
 func (c config) replayCommand() string {

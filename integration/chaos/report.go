@@ -30,7 +30,7 @@ func report(rec *runRecord, res check.Result, st eventStats, diags []string) str
 	p("| nodes | %d (%s), each its own process and network namespace |", len(rec.Nodes), strings.Join(rec.Nodes, ", "))
 	p("| TTL | %s (quiet period after each recovery %s) |", rec.TTL, rec.Quiet)
 	p("| shards / plain keys | %d / %d |", rec.Shards, rec.Keys)
-	p("| orphan limit | TTL + %s allowance (Raft election 4–9 s after a stream leader dies, + 1 s) outside quorum loss |", tl.Allowance)
+	p("| orphan limit | TTL + %s allowance (Raft election up to 9 s after a stream leader dies, + TTL/2 for the nodes' session retries, + 1 s) outside quorum loss |", tl.Allowance)
 	p("| down time | any gap between ticks longer than %s |", tl.DownGap)
 	p("| events read | %d from %d files (%d unparsable lines skipped) |", st.Events, st.Files, st.Bad)
 	p("")
