@@ -59,6 +59,7 @@ func analyse(dir string, rec *runRecord) (int, error) {
 	}
 	fmt.Printf("chaos: report: %s\n", filepath.Join(dir, "report.md"))
 	fmt.Printf("chaos: picture: %s\n", filepath.Join(dir, "timeline.svg"))
+	fmt.Printf("chaos: %s\n", longestOrphan(res, rec.Timeline))
 	printViolations(res.Violations, maxPrinted)
 	return len(res.Violations), nil
 }

@@ -64,6 +64,8 @@ func report(rec *runRecord, res check.Result, st eventStats, diags []string) str
 		}
 	}
 	p("")
+	p("%s.", longestOrphan(res, tl))
+	p("")
 
 	p("## Faults injected")
 	p("")
@@ -204,6 +206,17 @@ var kindDoc = map[string]string{
 	kindKillLeader: "SIGKILL the node leading the shard bucket's stream (per the status files); restart later",
 	kindKillAll:    "SIGKILL every node at once; restart all with their data dirs (tokens must keep growing)",
 	kindGraceful:   "SIGTERM one node (drain: shards handed over), restart it after a pause",
+}
+
+// longestOrphan says how close the run came to the orphan limit.
+func longestOrphan(res check.Result, tl check.Timeline) string {
+	limit := tl.TTL + tl.Allowance
+	if res.LongestKey == "" {
+		return fmt.Sprintf("No shard or key went without a holder for over %s outside quorum loss (limit %s)", tl.DownGap, limit)
+	}
+	l := res.Longest
+	return fmt.Sprintf("Longest stretch without a holder outside quorum loss: %s (%s, %s to %s); limit TTL + allowance = %s",
+		dur(l.End-l.Start), res.LongestKey, rel(l.Start, tl.Start), rel(l.End, tl.Start), limit)
 }
 
 func pct(x float64) string { return fmt.Sprintf("%.3f%%", 100*x) }

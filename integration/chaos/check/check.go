@@ -125,6 +125,10 @@ type Result struct {
 	// Moves is the number of times a key went to another node inside the
 	// checked window; QuietMoves of those happened outside fault windows.
 	Moves, ShardMoves, QuietMoves int
+	// Longest is the longest stretch outside quorum loss in which a key
+	// (LongestKey) had no holder: the margin the orphan limit has left.
+	Longest    Interval
+	LongestKey string
 }
 
 // Avail is the share of time covered, for shards and for plain keys.
@@ -205,7 +209,11 @@ func Check(events []event.Event, tl Timeline) Result {
 		r.Terms[k] = terms(k, samples[k])
 		r.Violations = append(r.Violations, termViolations(r.Terms[k], tl.Start)...)
 		r.Down[k] = downtime(samples[k], tl.Start, tl.End, tl.DownGap.Nanoseconds())
-		r.Violations = append(r.Violations, orphans(k, r.Down[k], tl)...)
+		vs, longest := orphans(k, r.Down[k], tl)
+		r.Violations = append(r.Violations, vs...)
+		if longest.End-longest.Start > r.Longest.End-r.Longest.Start {
+			r.Longest, r.LongestKey = longest, k
+		}
 		r.PerKey[k] = availability(r.Down[k], tl.Start, tl.End)
 	}
 	slices.SortStableFunc(r.Violations, func(a, b Violation) int { return cmp.Compare(a.At, b.At) })
@@ -310,18 +318,24 @@ func downtime(samples []sample, start, end, gap int64) []Interval {
 }
 
 // orphans reports down intervals whose longest stretch outside the
-// excused windows exceeds TTL plus the allowance.
-func orphans(key string, down []Interval, tl Timeline) []Violation {
+// excused windows exceeds TTL plus the allowance, and the longest such
+// stretch of the key.
+func orphans(key string, down []Interval, tl Timeline) ([]Violation, Interval) {
 	limit := (tl.TTL + tl.Allowance).Nanoseconds()
 	var out []Violation
+	var top Interval
 	for _, d := range down {
-		if longest := unexcused(d, tl.Excused); longest.End-longest.Start > limit {
+		longest := unexcused(d, tl.Excused)
+		if longest.End-longest.Start > top.End-top.Start {
+			top = longest
+		}
+		if longest.End-longest.Start > limit {
 			out = append(out, Violation{Kind: Orphan, Key: key, At: longest.Start, Detail: fmt.Sprintf(
 				"no holder for %s (from %s to %s, outside quorum loss), limit TTL %s + allowance %s",
 				ms(longest.End-longest.Start), at(longest.Start, tl.Start), at(longest.End, tl.Start), tl.TTL, tl.Allowance)})
 		}
 	}
-	return out
+	return out, top
 }
 
 // unexcused is the longest part of d outside every excused interval.
