@@ -329,10 +329,79 @@ func (c *cluster) inject(ctx context.Context, n int, pf plannedFault) error {
 		f.Recovered = rec
 		c.logf("%s: recovered %.1fs after heal", name, float64(rec-f.Healed)/1e9)
 	}
-	err = sleep(ctx, c.cfg.quiet)
+	if f.Recovered != 0 {
+		err = c.settle(ctx, name, &f)
+	} else {
+		err = sleep(ctx, c.cfg.quiet)
+	}
 	c.recordSpread(name)
 	c.faults = append(c.faults, closeFault(f))
 	return err
+}
+
+// relapseAfter is how long the cluster must stay unhealthy during the
+// quiet period to count as a relapse; a shard between two owners in a
+// rebalance is unowned for milliseconds, a store outage for seconds.
+const relapseAfter = time.Second
+
+// errNotRecovered ends a quiet period whose relapse did not recover.
+var errNotRecovered = errors.New("not recovered after a relapse")
+
+// settle waits until the cluster has stayed healthy for the quiet period.
+// A heal can be followed by a relapse: a node that was cut off kept
+// campaigning, and its higher Raft term makes a stream's leader step down
+// once it is back (nats-server has no pre-vote), so the store is out for
+// up to another election after every key was held again. The next fault
+// waits for that to pass, so that no fault is injected into another's
+// recovery; the relapse is this fault's, and f.Recovered moves to its end.
+func (c *cluster) settle(ctx context.Context, name string, f *check.Fault) error {
+	err := quietFor(ctx, c.cfg.quiet, pollPeriod, c.healthy, func(why string) error {
+		c.logf("%s: relapsed %.1fs after heal (%s); waiting for recovery", name, float64(event.Mono()-f.Healed)/1e9, why)
+		rec, err := c.waitHealthy(ctx, recoverTimeout)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.logf("%s: %v", name, err)
+			f.Detail += "; after a relapse: " + err.Error()
+			f.Recovered = 0
+			return errNotRecovered
+		}
+		f.Recovered = rec
+		c.logf("%s: recovered %.1fs after heal", name, float64(rec-f.Healed)/1e9)
+		return nil
+	})
+	if errors.Is(err, errNotRecovered) {
+		return sleep(ctx, c.cfg.quiet)
+	}
+	return err
+}
+
+// quietFor polls healthy every poll until it has reported health for
+// quiet without a break of relapseAfter or more. At each such break it
+// calls relapsed, which returns once the cluster is healthy again, and
+// starts the quiet period over; an error from relapsed ends the wait.
+func quietFor(ctx context.Context, quiet, poll time.Duration, healthy func() (bool, string), relapsed func(why string) error) error {
+	healthySince := time.Now()
+	var unhealthySince time.Time
+	for time.Since(healthySince) < quiet {
+		if err := sleep(ctx, poll); err != nil {
+			return err
+		}
+		ok, why := healthy()
+		switch {
+		case ok:
+			unhealthySince = time.Time{}
+		case unhealthySince.IsZero():
+			unhealthySince = time.Now()
+		case time.Since(unhealthySince) >= relapseAfter:
+			if err := relapsed(why); err != nil {
+				return err
+			}
+			healthySince, unhealthySince = time.Now(), time.Time{}
+		}
+	}
+	return nil
 }
 
 func (c *cluster) skip(name, why string) {
