@@ -74,11 +74,14 @@ func (b *bench) keysAtScale(ctx context.Context, ttl time.Duration, k int) {
 	if zero > 0 && electErr == nil {
 		result += fmt.Sprintf(" · %d keys had no leader at the check", zero)
 	}
-	limit := 1.5 * sessionWrites(ttl)
-	goal := fmt.Sprintf("writes ≤ %.1f/s (1.5 × the 3 sessions' renews), CPU ≤ 5 %% of a core", limit)
-	ok := electErr == nil && double == 0 && lost == 0 && st.writes <= limit && st.cpu <= 0.05
-	if k == 10000 {
-		goal, ok = "all elected < 10 s; "+goal, ok && took < 10*time.Second
+	limit, cpu := 1.5*sessionWrites(ttl), 0.05
+	if k >= 10000 && ttl <= time.Second {
+		cpu = 0.03 // issue #9: 10,000 keys at TTL 1 s, all 3 nodes together
+	}
+	goal := fmt.Sprintf("writes ≤ %.1f/s (1.5 × the 3 sessions' renews), CPU ≤ %.0f %% of a core", limit, 100*cpu)
+	ok := electErr == nil && double == 0 && lost == 0 && st.writes <= limit && st.cpu <= cpu
+	if k >= 10000 {
+		goal, ok = "all elected < 1 s; "+goal, ok && took < time.Second
 	}
 	b.rep.add(secElection, row{metric: "Keys at scale: start → every key led at once; steady window", setting: setting,
 		n: "window " + b.plan.window.String(), result: result, goal: goal, met: verdict(ok)})

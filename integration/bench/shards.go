@@ -289,7 +289,7 @@ func (b *bench) reportLifecycle(lc lifecycle, ttl time.Duration) {
 	}
 	if len(lc.leaveGaps) > 0 {
 		add("Drain gap per shard on graceful leave (new start − old return)", len(lc.leaveGaps),
-			lc.leaveGaps.summary(), "p99 < 50 ms", lc.leaveGaps.pct(99) < 50*time.Millisecond)
+			lc.leaveGaps.summary(), "p99 ≤ 5 ms", lc.leaveGaps.pct(99) <= 5*time.Millisecond)
 	}
 	if len(lc.joinGaps) > 0 {
 		add("Handoff gap per shard on join (new start − old return)", len(lc.joinGaps), lc.joinGaps.summary(), "", false)
