@@ -77,10 +77,10 @@ func (c CandidateConfig) validate() error {
 // cannot deadlock it, and IsLeader stays exact meanwhile because it reads
 // the clock. A callback must not wait for Run to return.
 type Candidate struct {
-	cfg     CandidateConfig
-	bucket  *engine.Bucket
-	log     *slog.Logger
-	metrics *candidateMetrics
+	cfg    CandidateConfig
+	bucket *engine.Bucket
+	log    *slog.Logger
+	attrs  metric.MeasurementOption // of its metrics' series
 
 	lease   atomic.Pointer[engine.Lease]
 	told    *engine.Lease // the lease OnElected ran for (Run's goroutine only)
@@ -103,13 +103,8 @@ func NewCandidate(ctx context.Context, r *engine.Registry, cfg CandidateConfig) 
 	if cfg.Logger != nil {
 		log = cfg.Logger.With("bucket", cfg.BucketName, "node", b.NodeID())
 	}
-	c := &Candidate{cfg: cfg, bucket: b, log: log.With("key", cfg.KeyName, "candidate", cfg.CandidateID)}
-	m, err := newCandidateMetrics(c)
-	if err != nil {
-		return nil, err
-	}
-	c.metrics = m
-	return c, nil
+	return &Candidate{cfg: cfg, bucket: b, attrs: candidateAttrs(cfg),
+		log: log.With("key", cfg.KeyName, "candidate", cfg.CandidateID)}, nil
 }
 
 // ID is the candidate's CandidateID.
@@ -167,13 +162,17 @@ func (c *Candidate) Run(ctx context.Context) error {
 		stopWaiting() // no lease is handed to it from here on
 		c.resign()
 	}()
-	stopMetrics := c.metrics.start()
+	stopMetrics := startMetrics(c)
 	defer stopMetrics()
 
 	var observed string
 	known := false
-	retry := clock.NewTimer(c.bucket.Clock(), 0)
-	defer retry.Stop()
+	var retry *clock.ChanTimer // made by the first failed campaign: most never fail
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
 	for {
 		if l := c.lease.Load(); l != nil && !l.Valid() {
 			c.stepDown()
@@ -189,8 +188,16 @@ func (c *Candidate) Run(ctx context.Context) error {
 			}
 			observed, known = h.Candidate, true
 		}
+		var retryC <-chan struct{}
 		if c.lease.Load() == nil && synced && h.Candidate == "" {
-			c.campaign(ctx, retry)
+			if after, again := c.campaign(ctx); again && retry == nil {
+				retry = clock.NewTimer(c.bucket.Clock(), after)
+			} else if again {
+				retry.Reset(after)
+			}
+		}
+		if retry != nil {
+			retryC = retry.C
 		}
 		var leaseDone <-chan struct{}
 		if l := c.lease.Load(); l != nil {
@@ -204,14 +211,14 @@ func (c *Candidate) Run(ctx context.Context) error {
 			return engine.ErrClosed
 		case <-sub.C():
 		case <-leaseDone:
-		case <-retry.C:
+		case <-retryC:
 		}
 	}
 }
 
-// campaign makes one attempt to take the key; after a failure other than a
-// lost race it arms retry for a later attempt.
-func (c *Candidate) campaign(ctx context.Context, retry *clock.ChanTimer) {
+// campaign makes one attempt to take the key. After a failure other than a
+// lost race it asks for another attempt after the returned wait.
+func (c *Candidate) campaign(ctx context.Context) (time.Duration, bool) {
 	l, err := c.bucket.TryAcquire(ctx, c.cfg.KeyName, c.cfg.CandidateID)
 	switch {
 	case err == nil:
@@ -223,8 +230,9 @@ func (c *Candidate) campaign(ctx context.Context, retry *clock.ChanTimer) {
 		// view is complete again, or the bucket is gone.
 	default:
 		c.log.Debug("ronin: campaign failed", "err", err)
-		retry.Reset(c.bucket.Spec().RetryPeriod / 4)
+		return c.bucket.Spec().RetryPeriod / 4, true
 	}
+	return 0, false
 }
 
 // take receives a lease that a resigning holder handed to this candidate

@@ -37,7 +37,7 @@ type Bucket struct {
 	kick        chan struct{} // wakes the keeper
 	rewatch     chan struct{} // asks the watch loop to start over
 	v           *view
-	subs        map[string]map[*Subscription]struct{}
+	subs        map[string][]*Subscription
 	allSubs     map[*Subscription]struct{}
 	leases      map[string]*Lease
 	accept      func(*Lease) bool    // takes leases handed over to this node (Accept)
@@ -106,7 +106,7 @@ func newBucket(r *Registry, spec BucketSpec, opened store.Opened) *Bucket {
 		log:       r.host.Logger.With("bucket", spec.Name), // the host's logger carries node
 		clock:     r.clock,
 		v:         newView(spec.TTL, spec.stallGap()),
-		subs:      map[string]map[*Subscription]struct{}{},
+		subs:      map[string][]*Subscription{},
 		allSubs:   map[*Subscription]struct{}{},
 		leases:    map[string]*Lease{},
 		acquiring: map[string]struct{}{},

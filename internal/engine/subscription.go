@@ -1,5 +1,7 @@
 package engine
 
+import "slices"
+
 // Subscription delivers a signal on C whenever what it watches may have
 // changed. Signals coalesce: C has room for one.
 type Subscription struct {
@@ -17,10 +19,7 @@ func (b *Bucket) Subscribe(key string) *Subscription {
 	s := &Subscription{c: make(chan struct{}, 1), key: key}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.subs[key] == nil {
-		b.subs[key] = map[*Subscription]struct{}{}
-	}
-	b.subs[key][s] = struct{}{}
+	b.subs[key] = append(b.subs[key], s)
 	return s
 }
 
@@ -42,9 +41,11 @@ func (b *Bucket) Unsubscribe(s *Subscription) {
 		delete(b.allSubs, s)
 		return
 	}
-	delete(b.subs[s.key], s)
-	if len(b.subs[s.key]) == 0 {
+	subs := slices.DeleteFunc(b.subs[s.key], func(o *Subscription) bool { return o == s })
+	if len(subs) == 0 {
 		delete(b.subs, s.key)
+	} else {
+		b.subs[s.key] = subs
 	}
 }
 
@@ -57,7 +58,7 @@ func (s *Subscription) signal() {
 
 // notifyKeyLocked signals the subscribers of key and of everything.
 func (b *Bucket) notifyKeyLocked(key string) {
-	for s := range b.subs[key] {
+	for _, s := range b.subs[key] {
 		s.signal()
 	}
 	for s := range b.allSubs {
@@ -67,8 +68,8 @@ func (b *Bucket) notifyKeyLocked(key string) {
 
 // notifyAllLocked signals every subscriber.
 func (b *Bucket) notifyAllLocked() {
-	for _, set := range b.subs {
-		for s := range set {
+	for _, subs := range b.subs {
+		for _, s := range subs {
 			s.signal()
 		}
 	}
