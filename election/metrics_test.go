@@ -1,7 +1,6 @@
 package election
 
 import (
-	"context"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -10,9 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/nonchan7720/ronin/internal/store/memstore"
+	"github.com/nonchan7720/ronin/internal/testkit"
 )
 
 // uncomparable is a MeterProvider that cannot be a map key.
@@ -23,18 +22,11 @@ type uncomparable struct {
 
 // leaderStatus returns election.leader_status by candidate ID.
 func leaderStatus(t *testing.T, r *sdkmetric.ManualReader) map[string]int64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	require.NoError(t, r.Collect(context.Background(), &rm))
 	out := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if g, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == "election.leader_status" {
-				for _, p := range g.DataPoints {
-					id, _ := p.Attributes.Value("candidate_id")
-					out[id.AsString()] = p.Value
-				}
-			}
+	for _, p := range testkit.Int64Points(t, r) {
+		if p.Metric == "election.leader_status" {
+			id, _ := p.Attrs.Value("candidate_id")
+			out[id.AsString()] = p.Value
 		}
 	}
 	return out

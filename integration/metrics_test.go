@@ -6,12 +6,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/nonchan7720/ronin"
 	"github.com/nonchan7720/ronin/integration/ronintest"
+	"github.com/nonchan7720/ronin/internal/testkit"
 )
 
 // series is one metric point: name plus the attributes that matter here.
@@ -22,24 +21,11 @@ type series struct {
 // collect reads every int64 gauge/sum point from r.
 func collect(t *testing.T, r *sdkmetric.ManualReader) map[series]int64 {
 	t.Helper()
-	var rm metricdata.ResourceMetrics
-	require.NoError(t, r.Collect(context.Background(), &rm))
 	out := map[series]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			var points []metricdata.DataPoint[int64]
-			switch d := m.Data.(type) {
-			case metricdata.Gauge[int64]:
-				points = d.DataPoints
-			case metricdata.Sum[int64]:
-				points = d.DataPoints
-			}
-			for _, p := range points {
-				c, _ := p.Attributes.Value("candidate_id")
-				n, _ := p.Attributes.Value("node")
-				out[series{m.Name, c.AsString(), n.AsString()}] = p.Value
-			}
-		}
+	for _, p := range testkit.Int64Points(t, r) {
+		c, _ := p.Attrs.Value("candidate_id")
+		n, _ := p.Attrs.Value("node")
+		out[series{p.Metric, c.AsString(), n.AsString()}] = p.Value
 	}
 	return out
 }
