@@ -29,6 +29,29 @@ func startErr(m *Manager) (error, time.Duration) {
 	return err, time.Since(began)
 }
 
+// awaitAnswer returns once nodeID's ping, sent through the server at url,
+// is answered. A ping through another server than the node's own sees the
+// node only once its subscription has crossed the route (Start's doc: what
+// the checks cannot see), milliseconds after its Start returned.
+func awaitAnswer(t *testing.T, url, nodeID string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer nc.Close()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		_, err := nc.Request(nodePingSubject(nodeID), nil, time.Second)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer to %s's ping through %s: %v", nodeID, url, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // checkDuplicate checks that err reports a duplicate of nodeID within 2 s
 // and that the failed Start left nothing running.
 func checkDuplicate(t *testing.T, m *Manager, err error, took time.Duration, nodeID string) {
@@ -98,6 +121,7 @@ func TestDuplicateNodeIDURLMode(t *testing.T) {
 	}
 
 	first := startNode(t, Config{NodeID: "client.a", URL: ms[1].ClientURL()})
+	awaitAnswer(t, ms[2].ClientURL(), "client.a")
 	second := newNode(t, Config{NodeID: "client.a", URL: ms[2].ClientURL()})
 	err, took = startErr(second)
 	checkDuplicate(t, second, err, took, "client.a")
