@@ -56,7 +56,7 @@ func startMetrics(c *Candidate) func() {
 	}
 	// A provider that cannot be a map key gets meters of its own.
 	key := mp
-	if !reflect.TypeOf(mp).Comparable() {
+	if !reflect.ValueOf(mp).Comparable() {
 		key = nil
 	}
 	shared.Lock()

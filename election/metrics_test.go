@@ -20,6 +20,9 @@ type uncomparable struct {
 	_ []int
 }
 
+// wrapped is of a comparable type, but holds a value that is not.
+type wrapped struct{ metric.MeterProvider }
+
 // leaderStatus returns election.leader_status by candidate ID.
 func leaderStatus(t *testing.T, r *sdkmetric.ManualReader) map[string]int64 {
 	out := map[string]int64{}
@@ -43,6 +46,9 @@ func TestCandidatesShareTheirProvidersMeters(t *testing.T) {
 	}{
 		{"comparable", true, func(mp metric.MeterProvider) metric.MeterProvider { return mp }},
 		{"uncomparable", false, func(mp metric.MeterProvider) metric.MeterProvider { return uncomparable{MeterProvider: mp} }},
+		{"uncomparable inside", false, func(mp metric.MeterProvider) metric.MeterProvider {
+			return wrapped{uncomparable{MeterProvider: mp}}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

@@ -179,7 +179,7 @@ var mutations = []mutation{
 	{"lease end cancels the handler ctx synchronously", "internal/engine/lease.go",
 		[][2]string{{"\tfor _, f := range fs {\n\t\tf()\n\t}", "\tfor _, f := range fs {\n\t\tgo f()\n\t}"}}, ""},
 	{"metrics: a provider that cannot be a map key gets meters of its own", "election/metrics.go",
-		[][2]string{{"if !reflect.TypeOf(mp).Comparable() {", "if false && !reflect.TypeOf(mp).Comparable() {"}}, ""},
+		[][2]string{{"if !reflect.ValueOf(mp).Comparable() {", "if false && !reflect.ValueOf(mp).Comparable() {"}}, ""},
 	{"metrics: the last candidate of a provider removes its meters", "election/metrics.go",
 		[][2]string{{"\t\t\t\tdelete(shared.byProvider, key)\n", ""}}, ""},
 }
